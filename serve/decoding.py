@@ -1,0 +1,105 @@
+"""Span decoding: start/end logits of an example's windows -> ranked answer spans.
+
+The only span decoder in the project, shared by evaluation and the HTTP service. It follows
+the SQuAD post-processing of Hugging Face's utils_qa: the n-best start and end tokens of each
+window are paired, spans that leave the context, run backwards or exceed `max_answer_length`
+tokens are dropped, candidates from all windows are ranked by start + end logit, and the score
+is the softmax of that sum over the kept candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from serve.windowing import Window
+
+DEFAULT_N_BEST = 20
+DEFAULT_MAX_ANSWER_LENGTH = 30
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    start: int  # character offsets into the context: context[start:end] == text
+    end: int
+    score: float  # probability among the n-best candidates, 0..1
+    logit: float  # start logit + end logit, the ranking key
+
+    def as_dict(self) -> dict:
+        return {"answer": self.text, "score": self.score, "start": self.start, "end": self.end}
+
+
+def window_candidates(
+    window: Window,
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    n_best: int = DEFAULT_N_BEST,
+    max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH,
+) -> list[tuple[float, int, int]]:
+    """(logit, start_char, end_char) for the valid spans among one window's n-best tokens."""
+    n = len(window)
+    start_logits = np.asarray(start_logits[:n], dtype=np.float64)
+    end_logits = np.asarray(end_logits[:n], dtype=np.float64)
+    in_context = window.context_mask
+    if not in_context.any():
+        return []
+    masked_start = np.where(in_context, start_logits, -np.inf)
+    masked_end = np.where(in_context, end_logits, -np.inf)
+    k = min(n_best, int(in_context.sum()))
+    start_idx = np.argsort(-masked_start, kind="stable")[:k]
+    end_idx = np.argsort(-masked_end, kind="stable")[:k]
+    s = start_idx[:, None]
+    e = end_idx[None, :]
+    valid = (e >= s) & (e - s + 1 <= max_answer_length)
+    rows, cols = np.nonzero(valid)
+    candidates = []
+    for r, c in zip(rows, cols):
+        si, ei = int(start_idx[r]), int(end_idx[c])
+        logit = float(start_logits[si] + end_logits[ei])
+        candidates.append((logit, int(window.offsets[si, 0]), int(window.offsets[ei, 1])))
+    return candidates
+
+
+def rank_answers(
+    context: str,
+    candidates: Iterable[tuple[float, int, int]],
+    n_best: int = DEFAULT_N_BEST,
+    top_k: int = 1,
+) -> list[Answer]:
+    """The `top_k` best answers with distinct text, scored by softmax over the n-best spans."""
+    best = sorted(candidates, key=lambda c: c[0], reverse=True)[:n_best]
+    if not best:
+        return []
+    logits = np.asarray([c[0] for c in best])
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    answers: list[Answer] = []
+    seen: set[str] = set()
+    for (logit, start, end), prob in zip(best, probs):
+        text = context[start:end]
+        if text in seen:
+            continue
+        seen.add(text)
+        answers.append(Answer(text=text, start=start, end=end, score=float(prob), logit=logit))
+        if len(answers) == top_k:
+            break
+    return answers
+
+
+def decode_example(
+    context: str,
+    windows: Sequence[Window],
+    start_logits: Sequence[np.ndarray],
+    end_logits: Sequence[np.ndarray],
+    n_best: int = DEFAULT_N_BEST,
+    max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH,
+    top_k: int = 1,
+) -> list[Answer]:
+    """Best answers for one example from the logits of all its windows."""
+    candidates: list[tuple[float, int, int]] = []
+    for window, s, e in zip(windows, start_logits, end_logits):
+        candidates.extend(window_candidates(window, s, e, n_best, max_answer_length))
+    return rank_answers(context, candidates, n_best=n_best, top_k=top_k)

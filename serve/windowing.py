@@ -1,0 +1,138 @@
+"""Question + context -> overlapping token windows with character offsets.
+
+This is the only windowing implementation in the project: training features, evaluation
+and the HTTP service all call it, so the gate measures exactly what is served. It needs
+only the `tokenizers` library (no torch, no transformers), so the runtime image stays small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tokenizers import Tokenizer
+
+DEFAULT_MAX_SEQ_LENGTH = 384
+DEFAULT_DOC_STRIDE = 128
+DEFAULT_MAX_QUERY_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model input: the question and a slice of the context."""
+
+    example_index: int
+    input_ids: np.ndarray  # int64 [seq]
+    token_type_ids: np.ndarray  # int64 [seq]
+    # Character span in the context of each token; (-1, -1) for question and special tokens.
+    offsets: np.ndarray  # int64 [seq, 2]
+
+    @property
+    def context_mask(self) -> np.ndarray:
+        return self.offsets[:, 0] >= 0
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+@dataclass(frozen=True)
+class PaddedBatch:
+    input_ids: np.ndarray  # int64 [batch, seq]
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+
+    def as_inputs(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in names}
+
+
+class Windower:
+    """Splits (question, context) pairs into windows of at most `max_seq_length` tokens.
+
+    Windows overlap by `doc_stride` tokens (the Hugging Face meaning of doc_stride). The
+    question comes first and is never truncated by the window logic; questions longer than
+    `max_query_length` tokens are cut to that length first, so a window always holds context.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+        doc_stride: int = DEFAULT_DOC_STRIDE,
+        max_query_length: int = DEFAULT_MAX_QUERY_LENGTH,
+    ) -> None:
+        if max_query_length + doc_stride + 4 > max_seq_length:
+            raise ValueError(
+                f"max_seq_length={max_seq_length} leaves no room for context after "
+                f"max_query_length={max_query_length} and doc_stride={doc_stride}"
+            )
+        self.max_seq_length = max_seq_length
+        self.doc_stride = doc_stride
+        self.max_query_length = max_query_length
+        # Private copies: truncation/padding settings are mutable tokenizer state.
+        self._pair_tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        self._pair_tokenizer.no_padding()
+        self._pair_tokenizer.enable_truncation(
+            max_length=max_seq_length, stride=doc_stride, strategy="only_second", direction="right"
+        )
+        self._question_tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        self._question_tokenizer.no_padding()
+        self._question_tokenizer.no_truncation()
+        self.pad_id = _pad_token_id(tokenizer)
+
+    @classmethod
+    def from_file(cls, tokenizer_json: str | Path, **kwargs) -> "Windower":
+        return cls(Tokenizer.from_file(str(tokenizer_json)), **kwargs)
+
+    def _clip_question(self, question: str) -> str:
+        question = question.lstrip()  # leading spaces waste window room (as in HF run_qa)
+        encoding = self._question_tokenizer.encode(question, add_special_tokens=False)
+        if len(encoding.ids) <= self.max_query_length:
+            return question
+        return question[: encoding.offsets[self.max_query_length - 1][1]]
+
+    def windows(self, questions: Sequence[str], contexts: Sequence[str]) -> list[Window]:
+        """All windows of all examples, in example order."""
+        if len(questions) != len(contexts):
+            raise ValueError("questions and contexts must have the same length")
+        pairs = [(self._clip_question(q), c) for q, c in zip(questions, contexts)]
+        encodings = self._pair_tokenizer.encode_batch(pairs)
+        windows: list[Window] = []
+        for example_index, encoding in enumerate(encodings):
+            for part in [encoding, *encoding.overflowing]:
+                offsets = np.asarray(part.offsets, dtype=np.int64).reshape(-1, 2)
+                is_context = np.asarray([s == 1 for s in part.sequence_ids], dtype=bool)
+                offsets[~is_context] = -1
+                windows.append(
+                    Window(
+                        example_index=example_index,
+                        input_ids=np.asarray(part.ids, dtype=np.int64),
+                        token_type_ids=np.asarray(part.type_ids, dtype=np.int64),
+                        offsets=offsets,
+                    )
+                )
+        return windows
+
+    def pad(self, windows: Sequence[Window], length: int | None = None) -> PaddedBatch:
+        """Right-pad windows to the longest one (or to `length`)."""
+        length = length or max(len(w) for w in windows)
+        input_ids = np.full((len(windows), length), self.pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(windows), length), dtype=np.int64)
+        token_type_ids = np.zeros((len(windows), length), dtype=np.int64)
+        for row, window in enumerate(windows):
+            n = len(window)
+            input_ids[row, :n] = window.input_ids
+            attention_mask[row, :n] = 1
+            token_type_ids[row, :n] = window.token_type_ids
+        return PaddedBatch(input_ids, attention_mask, token_type_ids)
+
+
+def _pad_token_id(tokenizer: Tokenizer) -> int:
+    if tokenizer.padding is not None:
+        return int(tokenizer.padding["pad_id"])
+    for token in ("[PAD]", "<pad>", "<|pad|>"):
+        token_id = tokenizer.token_to_id(token)
+        if token_id is not None:
+            return token_id
+    return 0

