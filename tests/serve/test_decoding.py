@@ -1,0 +1,92 @@
+"""Span decoding: n-best pairing, constraints, cross-window ranking, distinct answers."""
+
+import numpy as np
+import pytest
+
+from serve.decoding import decode_example, rank_answers, window_candidates
+from serve.windowing import Window
+
+
+def make_window(context_offsets, question_tokens=2, example_index=0):
+    """[CLS] q... [SEP] ctx... [SEP] with the given context offsets."""
+    offsets = [(-1, -1)] * (question_tokens + 2) + list(context_offsets) + [(-1, -1)]
+    n = len(offsets)
+    return Window(example_index, np.arange(n), np.zeros(n, dtype=np.int64), np.asarray(offsets, dtype=np.int64))
+
+
+CONTEXT = "alpha beta gamma delta"
+OFFSETS = [(0, 5), (6, 10), (11, 16), (17, 22)]
+
+
+def logits_for(window, starts, ends):
+    s = np.full(len(window), -10.0)
+    e = np.full(len(window), -10.0)
+    for i, v in starts.items():
+        s[i] = v
+    for i, v in ends.items():
+        e[i] = v
+    return s, e
+
+
+def test_best_span_maps_to_characters():
+    w = make_window(OFFSETS)
+    s, e = logits_for(w, {5: 5.0}, {6: 5.0})  # tokens 5..6 = beta gamma
+    [best] = decode_example(CONTEXT, [w], [s], [e])
+    assert (best.text, best.start, best.end) == ("beta gamma", 6, 16)
+
+
+def test_question_and_special_tokens_are_never_answers():
+    w = make_window(OFFSETS)
+    s, e = logits_for(w, {0: 50.0, 1: 40.0, 4: 1.0}, {0: 50.0, 2: 40.0, 4: 1.0})
+    [best] = decode_example(CONTEXT, [w], [s], [e])
+    assert best.text == "alpha"
+
+
+def test_backwards_and_too_long_spans_are_dropped():
+    w = make_window(OFFSETS)
+    # The highest sum pairs start 7 with end 4 (backwards): it must lose to the best forward pair (4, 4).
+    s, e = logits_for(w, {7: 9.0, 4: 1.0}, {4: 9.0, 7: 0.5})
+    [best] = decode_example(CONTEXT, [w], [s], [e])
+    assert best.text == "alpha"
+    s, e = logits_for(w, {4: 9.0}, {7: 9.0})
+    [best] = decode_example(CONTEXT, [w], [s], [e])
+    assert best.text == "alpha beta gamma delta"
+    [short] = decode_example(CONTEXT, [w], [s], [e], max_answer_length=2)
+    assert len(short.text.split()) <= 2
+
+
+def test_best_window_wins_and_scores_are_probabilities():
+    context = "one two three four five six"
+    w1 = make_window([(0, 3), (4, 7), (8, 13), (14, 18)], example_index=0)
+    w2 = make_window([(8, 13), (14, 18), (19, 23), (24, 27)], example_index=0)
+    s1, e1 = logits_for(w1, {4: 1.0}, {4: 1.0})
+    s2, e2 = logits_for(w2, {6: 6.0}, {6: 6.0})
+    answers = decode_example(context, [w1, w2], [s1, s2], [e1, e2], top_k=3)
+    assert answers[0].text == "five"
+    assert answers[0].score > answers[1].score
+    assert all(0 <= a.score <= 1 for a in answers)
+    assert all(context[a.start:a.end] == a.text for a in answers)
+
+
+def test_top_k_answers_are_distinct_texts():
+    # Overlapping windows produce the same span twice; it must appear once.
+    candidates = [(5.0, 0, 5), (5.0, 0, 5), (4.0, 6, 10), (3.0, 0, 10)]
+    answers = rank_answers(CONTEXT, candidates, top_k=3)
+    assert [a.text for a in answers] == ["alpha", "beta", "alpha beta"]
+
+
+def test_window_without_context_gives_no_answer():
+    w = make_window([])
+    s, e = logits_for(w, {}, {})
+    assert window_candidates(w, s, e) == []
+    assert decode_example("", [w], [s], [e]) == []
+
+
+def test_ties_are_deterministic():
+    w = make_window(OFFSETS)
+    s = np.zeros(len(w))
+    e = np.zeros(len(w))
+    first = decode_example(CONTEXT, [w], [s], [e], top_k=5)
+    second = decode_example(CONTEXT, [w], [s], [e], top_k=5)
+    assert first == second
+    assert sum(a.score for a in first) == pytest.approx(sum(a.score for a in second))

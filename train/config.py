@@ -1,0 +1,263 @@
+"""Validated YAML configs: one dataclass per section, every key checked.
+
+An unknown or mistyped key, a wrong type or an out-of-range value is a `ConfigError` that
+names the file and the dotted field, e.g. `configs/x.yaml: training.learnin_rate: unknown key
+(did you mean 'learning_rate'?)`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_SQUAD_DIR = "../shared/data/squad"
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(ValueError):
+    def __init__(self, source: str | Path, field_path: str, problem: str) -> None:
+        self.source = str(source)
+        self.field_path = field_path
+        super().__init__(f"{source}: {field_path}: {problem}" if field_path else f"{source}: {problem}")
+
+
+@dataclass
+class ModelConfig:
+    # A local directory, "pypi:<package>" for a model shipped in a Python package, or a Hub id (online only).
+    name_or_path: str
+    # sha256 of model.safetensors; checked before training when set.
+    expected_sha256: str | None = None
+
+
+@dataclass
+class DataConfig:
+    # Local SQuAD v1.1 JSON files (plain or .gz); ${SQUAD_DIR} defaults to ../shared/data/squad.
+    train_file: str | None = None
+    validation_file: str | None = None
+    # A Hub dataset id such as "rajpurkar/squad", used only when the files are not set (online users).
+    dataset_name: str | None = None
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+
+    def validate(self, source: str) -> None:
+        if not self.dataset_name and not (self.train_file and self.validation_file):
+            raise ConfigError(source, "data", "set train_file and validation_file, or dataset_name")
+        for name in ("max_train_examples", "max_eval_examples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(source, f"data.{name}", f"must be positive, got {value}")
+
+
+@dataclass
+class PreprocessingConfig:
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    max_query_length: int = 64
+    n_best: int = 20
+    max_answer_length: int = 30
+
+    def validate(self, source: str) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) <= 0:
+                raise ConfigError(source, f"preprocessing.{f.name}", "must be positive")
+        if self.max_query_length + self.doc_stride + 4 > self.max_seq_length:
+            raise ConfigError(
+                source, "preprocessing.doc_stride", "max_query_length + doc_stride leaves no room for context"
+            )
+
+
+@dataclass
+class TrainingConfig:
+    output_dir: str
+    learning_rate: float = 5e-5
+    num_train_epochs: float = 2.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    lr_scheduler_type: str = "linear"
+    seed: int = 42
+    logging_steps: int = 50
+    save_total_limit: int = 2
+    dataloader_num_workers: int = 0
+    # Epoch-end evaluation on the validation subset (SQuAD EM/F1 through the serving engine).
+    eval_each_epoch: bool = True
+
+    def validate(self, source: str) -> None:
+        if not 0 < self.learning_rate < 1:
+            raise ConfigError(source, "training.learning_rate", f"must be in (0, 1), got {self.learning_rate}")
+        if self.num_train_epochs <= 0 and self.max_steps <= 0:
+            raise ConfigError(source, "training.num_train_epochs", "must be positive (or set max_steps)")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(source, "training.warmup_ratio", f"must be in [0, 1), got {self.warmup_ratio}")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                     "logging_steps", "save_total_limit"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(source, f"training.{name}", "must be positive")
+
+
+@dataclass
+class GateConfig:
+    """Minimum scores (0-100) a model must reach to pass `make gate`."""
+
+    exact_match: float
+    f1: float
+    # The int8 model may trail the fp32 model by at most this much F1.
+    max_int8_f1_drop: float = 0.5
+
+    def validate(self, source: str) -> None:
+        for name in ("exact_match", "f1"):
+            value = getattr(self, name)
+            if not 0 <= value <= 100:
+                raise ConfigError(source, f"gate.{name}", f"must be between 0 and 100, got {value}")
+
+
+@dataclass
+class TuneConfig:
+    """Search space and budget for `make tune` (Trainer.hyperparameter_search with Optuna)."""
+
+    n_trials: int = 6
+    max_train_examples: int = 400
+    max_eval_examples: int = 100
+    learning_rate: list[float] = field(default_factory=lambda: [1e-5, 3e-4])
+    num_train_epochs: list[int] = field(default_factory=lambda: [1, 3])
+    per_device_train_batch_size: list[int] = field(default_factory=lambda: [8, 16, 32])
+    warmup_ratio: list[float] = field(default_factory=lambda: [0.0, 0.2])
+    output_file: str | None = None
+
+    def validate(self, source: str) -> None:
+        if self.n_trials <= 0:
+            raise ConfigError(source, "tune.n_trials", "must be positive")
+        for name in ("learning_rate", "num_train_epochs", "warmup_ratio"):
+            bounds = getattr(self, name)
+            if len(bounds) != 2 or bounds[0] > bounds[1]:
+                raise ConfigError(source, f"tune.{name}", f"must be [low, high], got {bounds}")
+        if not self.per_device_train_batch_size:
+            raise ConfigError(source, "tune.per_device_train_batch_size", "must list at least one size")
+
+
+@dataclass
+class ExperimentConfig:
+    model: ModelConfig
+    data: DataConfig
+    training: TrainingConfig
+    gate: GateConfig
+    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    # Where the config was read from; not a YAML key.
+    source: str = field(default="<memory>", metadata={"internal": True})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("source")
+        return data
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, "", f"invalid YAML: {exc}") from exc
+    return config_from_dict(raw, source=str(path))
+
+
+def config_from_dict(raw: Any, source: str = "<memory>") -> ExperimentConfig:
+    config = _build(ExperimentConfig, raw, source, "")
+    config.source = source
+    for section in (config.data, config.preprocessing, config.training, config.gate, config.tune):
+        section.validate(source)
+    return config
+
+
+def expand_env(value: str) -> str:
+    """Expand ${VAR}; SQUAD_DIR falls back to the shared data folder."""
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name == "SQUAD_DIR":
+            return os.environ.get(name, DEFAULT_SQUAD_DIR)
+        if name not in os.environ:
+            raise KeyError(name)
+        return os.environ[name]
+
+    return _ENV_PATTERN.sub(replace, value)
+
+
+def _build(cls: type, raw: Any, source: str, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "(top level)"
+    if not isinstance(raw, dict):
+        raise ConfigError(source, where, f"must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls) if not f.metadata.get("internal")}
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+            raise ConfigError(source, f"{prefix}{key}", f"unknown key{hint}")
+    values = {}
+    for name, f in known.items():
+        if name not in raw:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise ConfigError(source, f"{prefix}{name}", "required key is missing")
+            continue
+        values[name] = _coerce(hints[name], raw[name], source, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, source: str, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if is_dataclass(hint):
+        return _build(hint, value, source, path + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, source, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(source, path, f"must be a list, got {type(value).__name__}")
+        return [_coerce(args[0], item, source, f"{path}[{i}]") for i, item in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(source, path, f"must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(source, path, f"must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        # YAML reads 3e-5 (no dot) as a string; accept numeric strings for floats only.
+        if isinstance(value, bool):
+            raise ConfigError(source, path, f"must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(source, path, f"must be a number, got {value!r}")
+    if hint is str:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(source, path, f"must be a non-empty string, got {value!r}")
+        try:
+            return expand_env(value)
+        except KeyError as exc:
+            raise ConfigError(source, path, f"environment variable {exc.args[0]} is not set") from exc
+    raise ConfigError(source, path, f"unsupported type {hint}")

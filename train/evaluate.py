@@ -1,0 +1,98 @@
+"""Score a model directory on a SQuAD file through the serving engine.
+
+    python -m train.evaluate --model DIR --data dev-v1.1.json.gz --out DIR [--backend auto] [--limit N]
+
+Writes OUT/predictions.json ({question id: answer text}, the official format) and
+OUT/metrics.json. The answers come from `serve.engine.QAEngine`, the code the service runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from serve.engine import QAEngine
+from serve.errors import ModelLoadError
+from train.data import SquadExample, SquadFormatError, file_sha256, load_squad, references
+from train.metrics.squad_v1 import compute_score
+
+
+def predict(engine: QAEngine, examples: Sequence[SquadExample], show_progress: bool = False) -> dict[str, str]:
+    progress = None
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(examples), desc="evaluate", unit="q")
+        progress = bar.update
+    answers = engine.answer_many([e.question for e in examples], [e.context for e in examples], progress=progress)
+    if bar:
+        bar.close()
+    return {e.id: (best[0].text if best else "") for e, best in zip(examples, answers)}
+
+
+def score_examples(engine: QAEngine, examples: Sequence[SquadExample], show_progress: bool = False):
+    """(predictions, {"exact_match", "f1", "questions", "elapsed_s"})."""
+    started = time.perf_counter()
+    predictions = predict(engine, examples, show_progress)
+    elapsed = time.perf_counter() - started
+    scores = compute_score(references(list(examples)), predictions)
+    return predictions, {**scores, "questions": len(examples), "elapsed_s": round(elapsed, 2)}
+
+
+def evaluate_model(
+    model_dir: str | Path, data_file: str | Path, backend: str = "auto", limit: int | None = None,
+    show_progress: bool = True,
+) -> tuple[dict[str, str], dict]:
+    examples = load_squad(data_file)
+    if limit:
+        examples = examples[:limit]
+    engine = QAEngine.from_model_dir(model_dir, backend=backend)
+    predictions, metrics = score_examples(engine, examples, show_progress)
+    metrics.update(
+        {
+            "model_dir": str(model_dir),
+            "backend": engine.backend.name,
+            "data_file": str(data_file),
+            "data_sha256": file_sha256(data_file),
+            "limit": limit,
+            "questions_per_s": round(len(examples) / max(metrics["elapsed_s"], 1e-9), 2),
+            "hardware": f"{platform.machine()} {platform.processor() or ''} CPU".strip(),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
+    return predictions, metrics
+
+
+def write_json(path: Path, payload) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="model directory")
+    parser.add_argument("--data", required=True, help="SQuAD v1.1 JSON file (plain or .gz)")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--backend", default="auto", help="auto, torch, onnx-fp32 or onnx-int8")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N questions")
+    args = parser.parse_args(argv)
+    try:
+        predictions, metrics = evaluate_model(args.model, args.data, args.backend, args.limit)
+    except (ModelLoadError, SquadFormatError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    write_json(out / "predictions.json", predictions)
+    write_json(out / "metrics.json", metrics)
+    print(json.dumps({k: metrics[k] for k in ("exact_match", "f1", "questions", "elapsed_s", "backend")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

