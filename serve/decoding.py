@@ -9,6 +9,7 @@ is the softmax of that sum over the kept candidates.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -79,6 +80,7 @@ def rank_answers(
     answers: list[Answer] = []
     seen: set[str] = set()
     for (logit, start, end), prob in zip(best, probs):
+        end = _past_combining_marks(context, end)
         text = context[start:end]
         if text in seen:
             continue
@@ -87,6 +89,15 @@ def rank_answers(
         if len(answers) == top_k:
             break
     return answers
+
+
+def _past_combining_marks(context: str, end: int) -> int:
+    """Extend an end offset over combining marks: BERT-style normalizers strip accents, so a
+    decomposed "e" + U+0301 is one token whose offsets end before the accent; without this the
+    answer would cut the character in two ("cafe" out of "café")."""
+    while end < len(context) and unicodedata.category(context[end]) in ("Mn", "Me"):
+        end += 1
+    return end
 
 
 def decode_example(

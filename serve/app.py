@@ -1,0 +1,473 @@
+"""The HTTP service: JSON API, HTML form, probes, metrics and the OpenAPI document.
+
+`create_app(engine_or_factory, settings)` takes anything with the engine interface below (a
+`QAEngine`, or a wrapper such as a request micro-batcher) or a zero-argument callable that
+builds one. Nothing here imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from flask import Flask, Response, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from serve.decoding import Answer
+from serve.errors import ModelLoadError
+from serve.metrics import ServiceMetrics
+from serve.openapi import openapi_document
+from serve.settings import Settings, weight_files
+
+log = logging.getLogger("serve.app")
+
+WARMUP_QUESTION = "What does the service answer?"
+WARMUP_CONTEXT = "The service answers questions about a context that the user supplies."
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class AnswerEngine(Protocol):
+    """What the service needs from an engine.
+
+    Optional attributes it reads when present: `backend.name` (or `backend_name`) and
+    `model_dir`, for the "backend" field, the model version and /metrics.
+    """
+
+    def answer_many(
+        self,
+        questions: Sequence[str],
+        contexts: Sequence[str],
+        top_k: int = 1,
+        max_answer_length: int | None = None,
+    ) -> list[list[Answer]]: ...
+
+
+EngineSource = AnswerEngine | Callable[[], AnswerEngine]
+
+
+class ApiError(Exception):
+    """A client mistake, answered as {"error": {"code", "message"}} with `status`."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    question: str
+    context: str
+    top_k: int | None  # None: the client did not ask for "answers"
+    max_answer_len: int | None
+
+
+class EngineSlot:
+    """Holds the engine once it is loaded and has answered the warm-up question."""
+
+    def __init__(self, source: EngineSource) -> None:
+        self._source = source
+        self._engine: AnswerEngine | None = None
+        self.error: str | None = None
+        self.loaded = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def load(self, on_ready: Callable[[AnswerEngine], None]) -> AnswerEngine:
+        source = self._source
+        engine = source if hasattr(source, "answer_many") else source()  # type: ignore[operator]
+        answers = engine.answer_many([WARMUP_QUESTION], [WARMUP_CONTEXT], top_k=1, max_answer_length=None)
+        if not answers or not answers[0]:
+            raise ModelLoadError(getattr(engine, "model_dir", "?"), "the warm-up question got no answer")
+        on_ready(engine)
+        self._engine = engine
+        self.loaded.set()
+        return engine
+
+    def load_in_thread(self, on_ready: Callable[[AnswerEngine], None]) -> threading.Thread:
+        def run() -> None:
+            try:
+                self.load(on_ready)
+            except Exception as exc:  # noqa: BLE001 - reported by /readyz, logged once here
+                self.error = str(exc)
+                log.error("model load failed: %s", exc)
+
+        self.thread = threading.Thread(target=run, name="model-loader", daemon=True)
+        self.thread.start()
+        return self.thread
+
+    @property
+    def engine(self) -> AnswerEngine:
+        if self._engine is None:
+            detail = f"model failed to load: {self.error}" if self.error else "model is still loading"
+            raise ApiError(503, "not_ready", detail, headers={"Retry-After": "5"})
+        return self._engine
+
+
+def backend_name(engine: Any) -> str:
+    name = getattr(engine, "backend_name", None) or getattr(getattr(engine, "backend", None), "name", None)
+    return str(name or "unknown")
+
+
+def model_version(model_dir: Path | None, backend: str | None = None) -> str:
+    """A short hash of the served weights: two deployments can tell whether they serve the same model."""
+    if model_dir is None:
+        return "unknown"
+    for name in weight_files(backend):
+        path = Path(model_dir) / name
+        if path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            return "sha256:" + digest.hexdigest()[:12]
+    return "unknown"
+
+
+# ---------------------------------------------------------------- request validation
+
+
+def _text_field(obj: dict, name: str, where: str, limit: int, what: str) -> str:
+    label = f"{where}{name}"
+    if name not in obj or obj[name] is None:
+        raise ApiError(422, "missing_field", f"field '{label}' is required")
+    value = obj[name]
+    if not isinstance(value, str):
+        raise ApiError(422, "invalid_field", f"field '{label}' must be a string, got {_json_type(value)}")
+    if value == "":
+        raise ApiError(422, "empty_field", f"field '{label}' must not be empty")
+    if value.strip() == "":
+        raise ApiError(422, "empty_field", f"field '{label}' must not be whitespace only")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(
+            422, "invalid_field", f"field '{label}' contains a lone UTF-16 surrogate (invalid Unicode)"
+        ) from None
+    if len(value) > limit:
+        raise ApiError(
+            413,
+            f"{what}_too_long",
+            f"field '{label}' has {len(value)} characters; the limit is {limit} characters",
+        )
+    return value
+
+
+def _int_field(obj: dict, name: str, where: str, bounds: tuple[int, int]) -> int | None:
+    if name not in obj or obj[name] is None:
+        return None
+    value = obj[name]
+    low, high = bounds
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ApiError(
+            422, "invalid_field", f"field '{where}{name}' must be an integer, got {_json_type(value)}"
+        )
+    if not low <= value <= high:
+        raise ApiError(
+            422, "out_of_range", f"field '{where}{name}' must be between {low} and {high}, got {value}"
+        )
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+ITEM_FIELDS = ("question", "context", "top_k", "max_answer_len")
+
+
+def parse_item(obj: Any, settings: Settings, where: str = "") -> AnswerRequest:
+    if not isinstance(obj, dict):
+        label = where.rstrip(".") or "body"
+        raise ApiError(422, "invalid_body", f"'{label}' must be a JSON object, got {_json_type(obj)}")
+    unknown = sorted(set(obj) - set(ITEM_FIELDS))
+    if unknown:
+        names = ", ".join(f"'{where}{n}'" for n in unknown)
+        raise ApiError(
+            422, "unknown_field", f"unknown field(s) {names}; accepted fields: {', '.join(ITEM_FIELDS)}"
+        )
+    question = _text_field(obj, "question", where, settings.max_question_chars, "question")
+    context = _text_field(obj, "context", where, settings.max_context_chars, "context")
+    top_k = _int_field(obj, "top_k", where, settings.top_k_range)
+    max_answer_len = _int_field(obj, "max_answer_len", where, settings.max_answer_len_range)
+    return AnswerRequest(question, context, top_k, max_answer_len)
+
+
+def parse_json_body() -> Any:
+    if not request.mimetype or request.mimetype != "application/json":
+        got = request.mimetype or "none"
+        raise ApiError(415, "unsupported_media_type", f"Content-Type must be application/json, got {got}")
+    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # A chunked body is cut silently at the limit; reading on raises the 413 if it went on.
+        request.stream.read(1)
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "request body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
+
+
+# ---------------------------------------------------------------- the app
+
+
+def create_app(engine_or_factory: EngineSource, settings: Settings | None = None) -> Flask:
+    """The Flask app. Loads the engine (or, with settings.load_in_background, starts loading it)."""
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    metrics = ServiceMetrics()
+    slot = EngineSlot(engine_or_factory)
+    info: dict[str, str] = {"model": settings.model_name, "backend": "unknown", "version": "unknown"}
+    app.extensions["qa"] = {"settings": settings, "slot": slot, "metrics": metrics, "info": info}
+
+    def on_ready(engine: AnswerEngine) -> None:
+        info["backend"] = backend_name(engine)
+        info["version"] = model_version(
+            getattr(engine, "model_dir", None) or settings.model_dir, info["backend"]
+        )
+        metrics.model_info.labels(info["model"], info["version"], info["backend"]).set(1)
+        metrics.model_ready.set(1)
+        log.info("model %s (%s, backend %s) ready", info["model"], info["version"], info["backend"])
+
+    metrics.model_ready.set(0)
+    if settings.load_in_background:
+        slot.load_in_thread(on_ready)
+    else:
+        slot.load(on_ready)
+
+    # ------------------------------------------------------------ cross-cutting
+
+    @app.before_request
+    def start_request() -> None:
+        g.started = time.perf_counter()
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = incoming if _REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+        metrics.in_flight.inc()
+        g.in_flight = True
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if response.mimetype == "text/html":
+            response.headers["Content-Security-Policy"] = (
+                "default-src 'none'; style-src 'self'; form-action 'self'; "
+                "frame-ancestors 'none'; base-uri 'none'"
+            )
+        route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+        metrics.requests.labels(route, request.method, str(response.status_code)).inc()
+        if "started" in g:
+            metrics.latency.labels(route).observe(time.perf_counter() - g.started)
+        return response
+
+    @app.teardown_request
+    def end_in_flight(_exc: BaseException | None) -> None:
+        if g.pop("in_flight", False):
+            metrics.in_flight.dec()
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
+        return error_response(exc.status, exc.code, exc.message), exc.status, exc.headers
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
+        status = exc.code or 500
+        code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
+        message = exc.description or exc.name
+        if status == 413:
+            code = "payload_too_large"
+            message = f"request body is larger than the limit of {settings.max_body_bytes} bytes"
+        elif status == 404:
+            message = f"no route {request.path}; see /openapi.json for the API"
+        elif status == 405:
+            allowed = ", ".join(sorted(exc.valid_methods or [])) if hasattr(exc, "valid_methods") else ""
+            message = f"method {request.method} is not allowed on {request.path}; allowed: {allowed}"
+        headers = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "retry-after")}
+        return error_response(status, code, message), status, headers
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception) -> tuple[Response, int]:
+        log.exception(
+            "unhandled error on %s %s (request %s)", request.method, request.path, g.get("request_id")
+        )
+        message = f"internal error; quote request id {g.get('request_id', '-')} when reporting it"
+        return error_response(500, "internal_error", message), 500
+
+    # ------------------------------------------------------------ answering
+
+    def answer_requests(items: list[AnswerRequest], where: Callable[[int], str]) -> list[dict]:
+        engine = slot.engine
+        results: list[dict | None] = [None] * len(items)
+        # answer_many takes one top_k/max_answer_len per call, so group items that share them.
+        groups: dict[tuple[int, int | None], list[int]] = {}
+        for index, item in enumerate(items):
+            groups.setdefault((item.top_k or 1, item.max_answer_len), []).append(index)
+        for (top_k, max_len), indices in groups.items():
+            answers = engine.answer_many(
+                [items[i].question for i in indices],
+                [items[i].context for i in indices],
+                top_k=top_k,
+                max_answer_length=max_len,
+            )
+            for i, ranked in zip(indices, answers, strict=True):
+                if not ranked:
+                    raise ApiError(
+                        422,
+                        "no_tokens",
+                        f"field '{where(i)}context' has no readable text for the model "
+                        "(only control, format or unknown characters)",
+                    )
+                result = ranked[0].as_dict()
+                if items[i].top_k is not None:
+                    result["answers"] = [a.as_dict() for a in ranked]
+                results[i] = result
+        metrics.answers.inc(len(items))
+        return results  # type: ignore[return-value]
+
+    def elapsed_ms() -> float:
+        return round((time.perf_counter() - g.started) * 1000.0, 2)
+
+    @app.post("/v1/answer")
+    def answer() -> Response:
+        item = parse_item(parse_json_body(), settings)
+        (result,) = answer_requests([item], lambda _: "")
+        return jsonify(
+            {**result, "model": info["model"], "backend": info["backend"], "elapsed_ms": elapsed_ms()}
+        )
+
+    @app.post("/v1/answer/batch")
+    def answer_batch() -> Response:
+        body = parse_json_body()
+        if not isinstance(body, dict):
+            raise ApiError(422, "invalid_body", f"'body' must be a JSON object, got {_json_type(body)}")
+        unknown = sorted(set(body) - {"items"})
+        if unknown:
+            raise ApiError(
+                422,
+                "unknown_field",
+                f"unknown field(s) {', '.join(repr(u) for u in unknown)}; accepted fields: items",
+            )
+        raw_items = body.get("items")
+        if raw_items is None:
+            raise ApiError(422, "missing_field", "field 'items' is required")
+        if not isinstance(raw_items, list):
+            raise ApiError(
+                422, "invalid_field", f"field 'items' must be an array, got {_json_type(raw_items)}"
+            )
+        if not raw_items:
+            raise ApiError(422, "empty_field", "field 'items' must hold at least one item")
+        if len(raw_items) > settings.max_batch_items:
+            raise ApiError(
+                413,
+                "too_many_items",
+                f"field 'items' has {len(raw_items)} items; the limit is {settings.max_batch_items} items",
+            )
+        items = [parse_item(obj, settings, f"items[{i}].") for i, obj in enumerate(raw_items)]
+        total = sum(len(item.context) for item in items)
+        if total > settings.max_batch_context_chars:
+            raise ApiError(
+                413,
+                "batch_too_long",
+                f"the items' contexts have {total} characters together; the limit is "
+                f"{settings.max_batch_context_chars} characters per batch",
+            )
+        results = answer_requests(items, lambda i: f"items[{i}].")
+        return jsonify(
+            {
+                "results": results,
+                "model": info["model"],
+                "backend": info["backend"],
+                "elapsed_ms": elapsed_ms(),
+            }
+        )
+
+    # ------------------------------------------------------------ the HTML form
+
+    @app.route("/", methods=["GET", "POST"])
+    def form() -> tuple[str, int]:
+        page: dict[str, Any] = {
+            "question": "",
+            "context": "",
+            "result": None,
+            "error": None,
+            "info": info,
+            "limits": settings,
+        }
+        if request.method == "GET":
+            return render_template("index.html", **page), 200
+        status = 200
+        try:
+            if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+                raise ApiError(415, "unsupported_media_type", "the form must be posted as a web form")
+            fields = {k: request.form[k] for k in ("question", "context") if k in request.form}
+            page["question"] = fields.get("question", "")
+            page["context"] = fields.get("context", "")
+            item = parse_item(fields, settings)
+            (result,) = answer_requests([item], lambda _: "")
+            context = item.context
+            page["result"] = {
+                "before": context[: result["start"]],
+                "answer": result["answer"],
+                "after": context[result["end"] :],
+                "score": result["score"],
+                "elapsed_ms": elapsed_ms(),
+            }
+        except ApiError as exc:
+            status = exc.status
+            page["error"] = exc.message
+        return render_template("index.html", **page), status
+
+    # ------------------------------------------------------------ probes, metrics, docs
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        slot.engine  # noqa: B018 - raises the 503 until the model is loaded and warmed up
+        return jsonify({"status": "ready", **info})
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, content_type=content_type)
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return jsonify(openapi_document(settings))
+
+    return app
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response

@@ -1,0 +1,297 @@
+"""The OpenAPI 3.1 document of the service, served at /openapi.json.
+
+Written by hand (the API is small) and checked against the Flask routes by tests/serve/test_app.py.
+Limits come from the running settings, so the document states the limits this server enforces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from serve.settings import Settings
+
+API_VERSION = "1.0.0"
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json(schema_ref: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}},
+    }
+
+
+def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
+    s = settings or Settings()
+    top_lo, top_hi = s.top_k_range
+    len_lo, len_hi = s.max_answer_len_range
+    common_errors = {
+        "404": _error("Unknown route."),
+        "405": _error("Method not allowed on this route; the Allow header lists the allowed ones."),
+        "500": _error("Unexpected server error; the body holds no trace, only the request id."),
+    }
+    answer_errors = {
+        "400": _error("The body is not valid JSON."),
+        "413": _error(
+            f"Too large: body over {s.max_body_bytes} bytes, context over {s.max_context_chars} characters, "
+            f"question over {s.max_question_chars} characters, or (batch) over {s.max_batch_items} items or "
+            f"{s.max_batch_context_chars} context characters together. The message states the limit."
+        ),
+        "415": _error("Content-Type is not application/json."),
+        "422": _error(
+            "A field is missing, empty, whitespace only, of the wrong type, out of range or unknown, or the "
+            "context has no readable text; the message names the field."
+        ),
+        "503": _error("The model is still loading (Retry-After header)."),
+        **common_errors,
+    }
+    item_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["question", "context"],
+        "properties": {
+            "question": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": s.max_question_chars,
+                "description": "Must hold a non-whitespace character.",
+            },
+            "context": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": s.max_context_chars,
+                "description": "The text the answer is taken from; long contexts are read in overlapping "
+                "windows of 384 tokens.",
+            },
+            "top_k": {
+                "type": ["integer", "null"],  # null: the same as leaving the field out
+                "minimum": top_lo,
+                "maximum": top_hi,
+                "description": "When given, the response adds `answers`: up to top_k best distinct answers.",
+            },
+            "max_answer_len": {
+                "type": ["integer", "null"],
+                "minimum": len_lo,
+                "maximum": len_hi,
+                "description": "Longest answer in model tokens (default: the model's setting, usually 30).",
+            },
+        },
+    }
+    span = {
+        "type": "object",
+        "required": ["answer", "score", "start", "end"],
+        "properties": {
+            "answer": {"type": "string", "description": "Always equal to context[start:end]."},
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+            "start": {"type": "integer", "minimum": 0, "description": "Character (code point) offset."},
+            "end": {"type": "integer", "minimum": 0, "description": "Exclusive character offset."},
+        },
+    }
+    result = {
+        "allOf": [
+            {"$ref": "#/components/schemas/Span"},
+            {
+                "type": "object",
+                "properties": {
+                    "answers": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/Span"},
+                        "description": "Present only when top_k was given; best first.",
+                    }
+                },
+            },
+        ]
+    }
+    served_by = {
+        "model": {"type": "string"},
+        "backend": {"type": "string"},
+        "elapsed_ms": {"type": "number", "description": "Time spent in the service."},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Extractive question answering",
+            "version": API_VERSION,
+            "description": "Answers a question with a span of the supplied context (SQuAD v1.1 style). "
+            'Every error body is {"error": {"code", "message"}}.',
+        },
+        "paths": {
+            "/v1/answer": {
+                "post": {
+                    "summary": "Answer one question against a context",
+                    "operationId": "answer",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/AnswerRequest"}}
+                        },
+                    },
+                    "responses": {"200": _json("AnswerResponse", "The best answer."), **answer_errors},
+                }
+            },
+            "/v1/answer/batch": {
+                "post": {
+                    "summary": f"Answer up to {s.max_batch_items} questions in one call",
+                    "operationId": "answerBatch",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/BatchRequest"}}
+                        },
+                    },
+                    "responses": {
+                        "200": _json("BatchResponse", "One result per item, in the order of the items."),
+                        **answer_errors,
+                    },
+                }
+            },
+            "/": {
+                "get": {
+                    "summary": "HTML form: question and context",
+                    "operationId": "form",
+                    "responses": {
+                        "200": {"description": "The form.", "content": {"text/html": {}}},
+                        **common_errors,
+                    },
+                },
+                "post": {
+                    "summary": "Submit the form (works without JavaScript)",
+                    "operationId": "submitForm",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/x-www-form-urlencoded": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["question", "context"],
+                                    "properties": {
+                                        "question": {"type": "string"},
+                                        "context": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The form; the answer is a <mark> in the escaped context.",
+                            "content": {"text/html": {}},
+                        },
+                        "413": {
+                            "description": "Too long; the page states the limit.",
+                            "content": {"text/html": {}},
+                        },
+                        "415": {"description": "Not a web form.", "content": {"text/html": {}}},
+                        "422": {
+                            "description": "Invalid field; the page names it.",
+                            "content": {"text/html": {}},
+                        },
+                        "503": {"description": "Model still loading.", "content": {"text/html": {}}},
+                        **common_errors,
+                    },
+                },
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness: the process answers",
+                    "operationId": "healthz",
+                    "responses": {"200": _json("Status", "Alive."), **common_errors},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: the model is loaded and answered a warm-up question",
+                    "operationId": "readyz",
+                    "responses": {
+                        "200": _json("Ready", "Ready to answer."),
+                        "503": _error("Still loading, or the model failed to load (the message says which)."),
+                        **common_errors,
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text exposition format)",
+                    "operationId": "metrics",
+                    "responses": {
+                        "200": {"description": "Metrics.", "content": {"text/plain": {}}},
+                        **common_errors,
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "operationId": "openapi",
+                    "responses": {
+                        "200": {"description": "OpenAPI 3.1.", "content": {"application/json": {}}},
+                        **common_errors,
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "AnswerRequest": item_schema,
+                "BatchRequest": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["items"],
+                    "properties": {
+                        "items": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": s.max_batch_items,
+                            "items": {"$ref": "#/components/schemas/AnswerRequest"},
+                        }
+                    },
+                },
+                "Span": span,
+                "AnswerResponse": {
+                    "allOf": [
+                        {"$ref": "#/components/schemas/Result"},
+                        {"type": "object", "properties": served_by},
+                    ]
+                },
+                "Result": result,
+                "BatchResponse": {
+                    "type": "object",
+                    "required": ["results"],
+                    "properties": {
+                        "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
+                        **served_by,
+                    },
+                },
+                "Status": {"type": "object", "properties": {"status": {"type": "string", "const": "ok"}}},
+                "Ready": {
+                    "type": "object",
+                    "properties": {
+                        "status": {"type": "string", "const": "ready"},
+                        "model": {"type": "string"},
+                        "version": {"type": "string"},
+                        "backend": {"type": "string"},
+                    },
+                },
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": {"type": "string", "examples": ["missing_field"]},
+                                "message": {"type": "string"},
+                            },
+                        }
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,29 @@
+"""Fixtures of the HTTP service tests: one tiny-model engine and app per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from serve.app import create_app
+from serve.engine import QAEngine
+from serve.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_bert_dir) -> QAEngine:
+    return QAEngine.from_model_dir(tiny_bert_dir, backend="torch", threads=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(tiny_bert_dir) -> Settings:
+    return Settings(model_dir=tiny_bert_dir, backend="torch", model_name="tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def app(tiny_engine, tiny_settings):
+    return create_app(tiny_engine, tiny_settings)
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()

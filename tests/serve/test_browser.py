@@ -1,0 +1,125 @@
+"""The HTML form in a real browser: headless Chromium (Debian's package) driven by Selenium.
+
+Needs `apt-get install -y chromium chromium-driver`. Without them the test is skipped locally
+and fails when CI is set, so a CI image that lost the browser cannot pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from serve.app import create_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
+# Flags from ../shared/ENVIRONMENT.md: without the background-networking ones Chromium keeps
+# trying to reach the internet.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+
+
+def browser_missing() -> str | None:
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not (Path(path).is_file() and os.access(path, os.X_OK)):
+            return f"{path} not found; install with `apt-get install -y chromium chromium-driver`"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    reason = browser_missing()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but the browser test cannot run: {reason}")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="qa-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    # An explicit driver path: Selenium Manager would otherwise try to download one.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def base_url(tiny_engine, tiny_settings):
+    server = make_server("127.0.0.1", 0, create_app(tiny_engine, tiny_settings), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(10)
+
+
+def wait_for(browser, css: str):
+    """The element once the page after the form post has it (a click does not wait for navigation)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, 30).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css))
+    )
+
+
+def test_the_form_highlights_the_answer_in_the_escaped_context(browser, base_url, tiny_engine):
+    from selenium.webdriver.common.by import By
+
+    question = "Who found <b>radium</b>?"
+    context = "<i>Marie</i> Curie & Pierre Curie found radium in 1898.\tThey were in Paris — Ça va? 東京 🚀"
+    browser.get(base_url + "/")
+    browser.find_element(By.ID, "question").send_keys(question)
+    # Pasted rather than typed: a typed Tab moves the focus, and ChromeDriver cannot type emoji.
+    browser.execute_script(
+        "arguments[0].value = arguments[1]", browser.find_element(By.ID, "context"), context
+    )
+    browser.find_element(By.ID, "ask").click()
+
+    mark = wait_for(browser, "#highlighted mark")
+    expected = tiny_engine.answer(question, context)[0]
+    assert mark.get_attribute("textContent") == expected.text
+    highlighted = browser.find_element(By.ID, "highlighted")
+    assert highlighted.get_attribute("textContent") == context  # typed text shown as text, not markup
+    assert highlighted.find_elements(By.TAG_NAME, "i") == []  # the <i> the user typed was escaped
+    assert browser.find_element(By.ID, "score").text == f"{expected.score:.3f}"
+    # The form keeps what was typed, so the user can edit and ask again.
+    assert browser.find_element(By.ID, "question").get_attribute("value") == question
+    assert browser.find_element(By.ID, "context").get_attribute("value") == context
+
+
+def test_the_form_shows_a_validation_error(browser, base_url):
+    from selenium.webdriver.common.by import By
+
+    browser.get(base_url + "/")
+    # Whitespace passes the browser's `required` check; the server must reject it.
+    browser.find_element(By.ID, "question").send_keys("   ")
+    browser.find_element(By.ID, "context").send_keys("Some context.")
+    browser.find_element(By.ID, "ask").click()
+    error = wait_for(browser, "#error")
+    assert "'question' must not be whitespace only" in error.text
+    assert browser.find_elements(By.ID, "result") == []
