@@ -238,6 +238,9 @@ def create_app(engine_or_factory: EngineSource, settings: Settings | None = None
     """The Flask app. Loads the engine (or, with settings.load_in_background, starts loading it)."""
     settings = settings or Settings()
     app = Flask(__name__)
+    # Flask reads FLASK_DEBUG from the environment; a stray one must not put a server in debug mode.
+    # `flask run` (make dev) sets the flag again after this, from the same variable.
+    app.debug = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]

@@ -11,15 +11,14 @@ train_config.yaml, training_log.json, training_curve.png and a model card (READM
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from train.config import ConfigError, ExperimentConfig, load_config
 from train.data import SquadFormatError, file_sha256, load_split
@@ -84,6 +83,16 @@ def build_trainer(config: ExperimentConfig, model=None, model_init=None, tokeniz
     return trainer, stats
 
 
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest checkpoint-N that was written to the end (a run killed while saving leaves a partial one)."""
+    complete = []
+    for path in output_dir.glob("checkpoint-*") if output_dir.is_dir() else []:
+        step = path.name.removeprefix("checkpoint-")
+        if step.isdigit() and (path / "trainer_state.json").is_file():
+            complete.append((int(step), path))
+    return str(max(complete)[1]) if complete else None
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10)
@@ -118,11 +127,9 @@ def run(config: ExperimentConfig, resume: bool = False) -> Path:
                                    train_examples=train_examples, eval_examples=eval_examples)
     checkpoint = None
     if resume:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
+        checkpoint = last_complete_checkpoint(out)
         if checkpoint is None:
-            raise FileNotFoundError(f"--resume: no checkpoint-* directory in {out}")
+            raise FileNotFoundError(f"--resume: no complete checkpoint-* directory in {out}")
         logger.info("resuming from %s", checkpoint)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)

@@ -52,7 +52,8 @@ def test_bad_answer_start_names_file_and_question(raw):
     [
         (lambda d: d["data"][0]["paragraphs"][0]["qas"][0].pop("answers"), "'answers' must be a non-empty list"),
         (lambda d: d["data"][0]["paragraphs"][0]["qas"][0].update(question=" "), "'question' must be a non-empty"),
-        (lambda d: d["data"][0]["paragraphs"][0]["qas"][0]["answers"][0].update(answer_start="3"), "must be an integer"),
+        (lambda d: d["data"][0]["paragraphs"][0]["qas"][0]["answers"][0].update(answer_start="3"),
+         "must be an integer"),
         (lambda d: d["data"][1]["paragraphs"][0]["qas"][0].update(id="lh1"), "duplicate id"),
         (lambda d: d["data"][0]["paragraphs"][0].pop("context"), "needs a 'context' string"),
         (lambda d: d.pop("data"), "top level must be an object with a 'data' list"),

@@ -86,7 +86,8 @@ def test_score_cli(tmp_path, fixtures_dir):
     path = tmp_path / "predictions.json"
     path.write_text(json.dumps(predictions))
     out = subprocess.run(
-        [sys.executable, "-m", "train.score", "--data", str(fixtures_dir / "tiny_squad.json"), "--predictions", str(path)],
+        [sys.executable, "-m", "train.score", "--data", str(fixtures_dir / "tiny_squad.json"),
+         "--predictions", str(path)],
         capture_output=True, text=True, check=True,
     )
     printed = json.loads(out.stdout)
@@ -100,7 +101,8 @@ def test_score_cli_rejects_bad_predictions(tmp_path, fixtures_dir):
     path = tmp_path / "predictions.json"
     path.write_text(json.dumps({"lh1": 5}))
     out = subprocess.run(
-        [sys.executable, "-m", "train.score", "--data", str(fixtures_dir / "tiny_squad.json"), "--predictions", str(path)],
+        [sys.executable, "-m", "train.score", "--data", str(fixtures_dir / "tiny_squad.json"),
+         "--predictions", str(path)],
         capture_output=True, text=True,
     )
     assert out.returncode == 2

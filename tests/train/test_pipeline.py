@@ -2,14 +2,13 @@
 
 import json
 import os
-import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import make_tiny_model
 
 pytestmark = pytest.mark.slow
@@ -124,10 +123,17 @@ def test_ddp_two_cpu_processes(tmp_path, fixtures_dir):
     config = write_config(tmp_path / "ddp.yaml", base, tmp_path / "model", fixtures_dir, num_train_epochs=2,
                           per_device_train_batch_size=4)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
-    result = subprocess.run([*torchrun, "-m", "train.train", "--config", str(config)], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # --standalone: a local rendezvous on a free port, so parallel runs never collide.
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    process = subprocess.Popen([*torchrun, "-m", "train.train", "--config", str(config)], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # take the worker processes down too
+        output, _ = process.communicate()
+        raise AssertionError(f"DDP run did not finish in 300 s:\n{output[-3000:]}") from None
+    assert process.returncode == 0, output[-3000:]
     log = json.loads((tmp_path / "model" / "training_log.json").read_text())
     final_step = max(entry["step"] for entry in log)
     windows = 17  # one window per fixture question at max_seq_length 64
@@ -155,4 +161,4 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, fixtures_dir):
     config = write_config(tmp_path / "c.yaml", base, tmp_path / "empty", fixtures_dir)
     result = run_module("train.train", "--config", str(config), "--resume", check=False)
     assert result.returncode == 2
-    assert "no checkpoint" in result.stderr
+    assert "no complete checkpoint" in result.stderr
