@@ -7,9 +7,9 @@ numbers on the model card are the numbers of the code that serves.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -44,7 +44,7 @@ class InferenceParams:
     max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH
 
     @classmethod
-    def load(cls, model_dir: Path) -> "InferenceParams":
+    def load(cls, model_dir: Path) -> InferenceParams:
         path = model_dir / INFERENCE_PARAMS_FILE
         if not path.exists():
             return cls()
@@ -83,7 +83,7 @@ class QAEngine:
     @classmethod
     def from_model_dir(
         cls, model_dir: str | Path, backend: str = "auto", threads: int | None = None, batch_size: int = 16
-    ) -> "QAEngine":
+    ) -> QAEngine:
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise ModelLoadError(model_dir, "no such directory")

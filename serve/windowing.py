@@ -7,9 +7,9 @@ only the `tokenizers` library (no torch, no transformers), so the runtime image 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -82,7 +82,7 @@ class Windower:
         self.pad_id = _pad_token_id(tokenizer)
 
     @classmethod
-    def from_file(cls, tokenizer_json: str | Path, **kwargs) -> "Windower":
+    def from_file(cls, tokenizer_json: str | Path, **kwargs) -> Windower:
         return cls(Tokenizer.from_file(str(tokenizer_json)), **kwargs)
 
     def _clip_question(self, question: str) -> str:

@@ -13,8 +13,8 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from serve.engine import QAEngine
 from serve.errors import ModelLoadError

@@ -6,8 +6,8 @@ as Hugging Face's run_qa does; they are counted and reported, never silently dro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

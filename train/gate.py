@@ -13,9 +13,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from serve.errors import ModelLoadError
 from train.config import ConfigError, ExperimentConfig, load_config

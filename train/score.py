@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from train.data import SquadFormatError, load_squad, references
 from train.metrics.squad_v1 import compute_score
