@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The image's CI step (.ci/run and .github/workflows/ci.yml call it):
+#   1. lint: hadolint docker/Dockerfile, actionlint the workflow, schema-check deploy/ (docker/lint.sh)
+#   2. start a private Docker engine (docker/engine.sh: installs docker.io + debootstrap if missing,
+#      imports local/debian:bookworm) unless QA_DOCKER_ENGINE=system (use the host's engine)
+#   3. build the image with MODEL baked in (docker/build.sh)
+#   4. smoke-test it (docker/smoke.sh)
+#   5. stop the engine it started, pass or fail
+#
+# MODEL defaults to the shipped models/minilm-l6-squad; when that directory is absent (it is
+# trained separately), a tiny random model is made so the packaging is still tested end to end,
+# and the answer is then only checked to be a span of the context. For the shipped model the
+# smoke test also requires the answer EXPECT (default 1894; EXPECT= to skip).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-.venv/bin/python}"
+SHIPPED=models/minilm-l6-squad
+MODEL="${MODEL:-$SHIPPED}"
+ENGINE="${QA_DOCKER_ENGINE:-own}"
+export HF_HUB_OFFLINE=1 IMAGE="${IMAGE:-squad-qa:ci}"
+
+PYTHON="$PYTHON" docker/lint.sh
+
+if [[ ! -f "$MODEL/config.json" ]]; then
+    if [[ "$MODEL" != "$SHIPPED" ]]; then
+        echo "ci: error: $MODEL is not a model directory" >&2
+        exit 1
+    fi
+    echo "ci: $SHIPPED is not in this checkout; packaging is tested with a tiny random model instead"
+    MODEL=outputs/tiny-model
+    rm -rf "$MODEL"
+    "$PYTHON" -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; \
+from helpers import make_tiny_model; make_tiny_model(Path('$MODEL'), 'bert')"
+    export EXPECT=""
+elif [[ "$(realpath "$MODEL")" == "$(realpath "$SHIPPED")" ]]; then
+    export EXPECT="${EXPECT-1894}"
+fi
+
+if [[ "$ENGINE" == own ]]; then
+    trap 'docker/engine.sh stop' EXIT
+    engine="$(docker/engine.sh start)"
+    eval "$engine"
+else
+    export BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim-bookworm}"
+fi
+
+MODEL="$MODEL" docker/build.sh
+docker/smoke.sh
