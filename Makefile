@@ -9,11 +9,12 @@ DATA ?= $(DEV_DATA)
 OUT ?= outputs/eval
 BACKEND ?= auto
 PORT ?= 8000
+N ?= 1000
 export SQUAD_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test lint train evaluate score gate tune export serve dev bench loadtest docker-build docker-smoke clean
+.PHONY: help setup test lint train evaluate score gate tune export serve dev bench bench-setup loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,8 +29,8 @@ setup:  ## create .venv with pinned dependencies and the MiniLM base model
 test:  ## run the whole test suite (offline)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
 
-lint:  ## static checks
-	$(PYTHON) -m ruff check serve train tests
+lint:  ## static checks (ruff; make delivery-lint covers the Dockerfile, workflow and manifests)
+	$(PYTHON) -m ruff check serve train tests bench tools docker
 
 train:  ## fine-tune: make train CONFIG=configs/smoke.yaml [RESUME=1]
 	$(PYTHON) -m train.train --config $(CONFIG) $(if $(RESUME),--resume)
@@ -40,17 +41,58 @@ evaluate:  ## predictions.json + metrics.json: make evaluate MODEL=dir DATA=file
 score:  ## official v1.1 EM/F1 of any predictions file: make score DATA=file PREDICTIONS=file
 	$(PYTHON) -m train.score --data $(DATA) --predictions $(PREDICTIONS)
 
-gate:  ## exit 0 only when the model meets its thresholds: make gate MODEL=dir [DATA=file] [METRICS=file]
-	$(PYTHON) -m train.gate --model $(MODEL) $(if $(METRICS),--metrics $(METRICS),--data $(DATA)) --backend $(BACKEND) $(if $(GATE_CONFIG),--config $(GATE_CONFIG)) $(if $(LIMIT),--limit $(LIMIT))
+# Without DATA= or METRICS=, the gate evaluates on the model's own config (validation_file, max_eval_examples).
+GATE_SOURCE = $(if $(METRICS),--metrics $(METRICS),$(if $(filter command line environment,$(origin DATA)),--data $(DATA)))
+gate:  ## exit 0 only when the model meets its thresholds: make gate MODEL=dir [DATA=file | METRICS=file] [BACKEND=]
+	$(PYTHON) -m train.gate --model $(MODEL) $(GATE_SOURCE) --backend $(BACKEND) $(if $(GATE_CONFIG),--config $(GATE_CONFIG)) $(if $(LIMIT),--limit $(LIMIT))
 
 tune:  ## Optuna search on a subset: make tune CONFIG=configs/smoke.yaml
 	$(PYTHON) -m train.tune --config $(CONFIG)
 
-serve:  ## gunicorn on http://127.0.0.1:$(PORT): make serve [MODEL=dir]
-	QA_MODEL_DIR=$(MODEL) PORT=$(PORT) $(PYTHON) -m gunicorn -c serve/gunicorn.conf.py serve.wsgi:app
+export:  ## ONNX graphs next to the weights (optimised fp32 + int8): make export MODEL=dir
+	$(PYTHON) -m train.export --model $(MODEL)
+
+serve:  ## gunicorn on http://127.0.0.1:$(PORT): make serve [MODEL=dir] [BACKEND=] [WEB_CONCURRENCY=n]
+	QA_MODEL_DIR=$(MODEL) QA_BACKEND=$(BACKEND) PORT=$(PORT) $(PYTHON) -m gunicorn -c serve/gunicorn.conf.py serve.wsgi:app
 
 dev:  ## Flask development server with debugger and reloader (never in production)
-	QA_MODEL_DIR=$(MODEL) FLASK_DEBUG=1 $(PYTHON) -m flask --app serve.wsgi:app run --port $(PORT)
+	QA_MODEL_DIR=$(MODEL) QA_BACKEND=$(BACKEND) FLASK_DEBUG=1 $(PYTHON) -m flask --app serve.wsgi:app run --port $(PORT)
+
+bench-setup:  ## the baseline's virtualenv (transformers 4.x still has the QA pipeline)
+	python3 -m venv .venv-baseline
+	.venv-baseline/bin/pip install --quiet pip==25.3
+	.venv-baseline/bin/pip install --quiet -r bench/requirements-baseline.txt
+
+bench: $(if $(SKIP_BASELINE),,.venv-baseline/bin/python)  ## service vs transformers pipeline on the same weights -> bench/results.json: make bench MODEL=dir [N=1000]
+	$(PYTHON) -m bench.run --model $(MODEL) --n $(N) --data $(DEV_DATA) --backend $(BACKEND) $(if $(SKIP_BASELINE),--skip-baseline)
+
+.venv-baseline/bin/python:
+	$(MAKE) bench-setup
+
+LOAD_DURATION ?= 60
+LOAD_CONNECTIONS ?= 32
+loadtest:  ## bounded wrk run (apt-get install wrk) against gunicorn on loopback: make loadtest MODEL=dir [LOAD_DURATION=60] [LOAD_CONNECTIONS=32]
+	$(PYTHON) -m bench.loadtest --model $(MODEL) --backend $(BACKEND) --duration $(LOAD_DURATION) --connections $(LOAD_CONNECTIONS)
+
+AUDIT_TIMEOUT ?= 300
+audit:  ## pip-audit of .venv against the PyPI vulnerability service; fails on findings or an incomplete audit
+	$(PYTHON) tools/audit.py --timeout $(AUDIT_TIMEOUT)
+
+IMAGE ?= squad-qa:local
+# The docker-* targets start a private engine when none runs (docker/engine.sh; stop it with docker-stop).
+DOCKER_ENV = engine="$$(docker/engine.sh start)" && eval "$$engine" &&
+
+docker-build:  ## CPU serving image with MODEL baked in (ONNX, no torch): make docker-build [MODEL=dir] [IMAGE=tag]
+	$(DOCKER_ENV) MODEL=$(MODEL) IMAGE=$(IMAGE) docker/build.sh
+
+docker-smoke:  ## run IMAGE on loopback, wait for /readyz, ask a question, check non-root, remove it
+	$(DOCKER_ENV) IMAGE=$(IMAGE) docker/smoke.sh
+
+docker-stop:  ## stop the engine that the docker-* targets started
+	docker/engine.sh stop
+
+delivery-lint:  ## hadolint the Dockerfile, actionlint the workflow, schema-check deploy/ offline
+	docker/lint.sh
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache
