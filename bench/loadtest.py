@@ -80,9 +80,7 @@ class Server:
             raise LoadTestError("gunicorn did not start:\n" + "".join(self.log[-20:]))
         while time.monotonic() - started < START_TIMEOUT_S:
             if self.process.poll() is not None:
-                raise LoadTestError(
-                    f"gunicorn exited with {self.process.returncode}:\n" + "".join(self.log[-20:])
-                )
+                raise LoadTestError(f"gunicorn exited with {self.process.returncode}:\n" + "".join(self.log[-20:]))
             try:
                 connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
                 connection.request("GET", "/readyz")
@@ -197,9 +195,7 @@ def load_average() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--duration", type=int, default=60, help="seconds of measured load")
@@ -230,15 +226,11 @@ def main(argv: list[str] | None = None) -> int:
         served = server.readyz()
         warmup = None
         if args.warmup:
-            warmup = run_wrk(
-                server.port, args.warmup, args.connections, args.wrk_threads, args.request_timeout
-            )
+            warmup = run_wrk(server.port, args.warmup, args.connections, args.wrk_threads, args.request_timeout)
         load_before = load_average()
         rss_before = server.rss_bytes()
         with PeakSampler(server) as sampler:
-            stats = run_wrk(
-                server.port, args.duration, args.connections, args.wrk_threads, args.request_timeout
-            )
+            stats = run_wrk(server.port, args.duration, args.connections, args.wrk_threads, args.request_timeout)
         rss_after = server.rss_bytes()
         load_after = load_average()
         if server.process.poll() is not None:

@@ -101,6 +101,12 @@ def test_fp32_graph_is_fused_and_int8_graph_is_per_channel_quantised(exported):
     # Embedding tables stay fp32 by default (a lookup gains nothing from int8, and loses accuracy).
     assert "EmbedLayerNormalization" in int8_ops and "QEmbedLayerNormalization" not in int8_ops
     assert info.quantized_op_types == ["MatMul", "Attention"]
+    # The first layer's FFN output projection (64 -> 32 in the tiny model) stays a float MatMul.
+    assert len(info.fp32_nodes) == 1
+    kept = [n for n in int8.node if n.name == info.fp32_nodes[0]]
+    assert [n.op_type for n in kept] == ["MatMul"]
+    weight = {i.name: list(i.dims) for i in int8.initializer}[kept[0].input[1]]
+    assert weight == [64, 32]
     # Per-channel: each quantised weight has one scale per output column, not a single scalar.
     scales = {i.name: i for i in int8.initializer if i.name.endswith("_scale")}
     weight_scales = [
@@ -112,6 +118,13 @@ def test_fp32_graph_is_fused_and_int8_graph_is_per_channel_quantised(exported):
     ).stat().st_size
     assert info.fp32_max_abs_diff < 1e-4
     assert info.int8_max_abs_diff is not None and info.int8_max_abs_diff > 0
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert"])
+def test_the_float_node_is_in_the_first_layer(exported, arch):
+    _, info = exported[arch]
+    name = info.fp32_nodes[0]
+    assert "layer.0/" in name and ("output/dense" in name or "ffn/lin2" in name)
 
 
 def test_cli_refuses_a_directory_without_a_model(tmp_path, capsys):
