@@ -33,7 +33,7 @@ if [[ ! -f "$MODEL/config.json" ]]; then
     "$PYTHON" -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; \
 from helpers import make_tiny_model; make_tiny_model(Path('$MODEL'), 'bert')"
     export EXPECT=""
-elif [[ "$(realpath "$MODEL")" == "$(realpath "$SHIPPED")" ]]; then
+elif [[ "$(realpath -m "$MODEL")" == "$(realpath -m "$SHIPPED")" ]]; then
     export EXPECT="${EXPECT-1894}"
 fi
 

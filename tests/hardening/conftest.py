@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hardening_server import GunicornServer
+from gunicorn_server import GunicornServer
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hardening_server import POLL_S, ROOT, START_TIMEOUT_S, children
+from gunicorn_server import POLL_S, ROOT, START_TIMEOUT_S, children
 
 pytestmark = pytest.mark.slow
 

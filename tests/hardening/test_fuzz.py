@@ -112,7 +112,7 @@ def fuzzer(operation, mode, budget: int, base_url: str, session, tally: Counter)
 
 @pytest.fixture(scope="module")
 def fuzz_server(tiny_bert_dir):
-    from hardening_server import GunicornServer
+    from gunicorn_server import GunicornServer
 
     server = GunicornServer(
         {

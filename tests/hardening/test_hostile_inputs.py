@@ -14,7 +14,7 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from hardening_server import GunicornServer
+from gunicorn_server import GunicornServer
 
 QUESTION = "Who built the lighthouse?"
 CONTEXT = "The Harbor Point lighthouse was built in 1874 by the engineer Miriam Holt. It is 31 metres tall."

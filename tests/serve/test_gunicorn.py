@@ -2,109 +2,25 @@
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from gunicorn_server import START_TIMEOUT_S, GunicornServer
 
 ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_S = 120  # two workers importing torch on a busy 2-core machine
-
-
-class Server:
-    """A gunicorn process whose output is collected by reader threads (so pipes never fill)."""
-
-    def __init__(self, env_overrides: dict[str, str]) -> None:
-        env = {**os.environ, "PORT": "0", "HOST": "127.0.0.1", **env_overrides}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "serve/gunicorn.conf.py", "serve.wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self.port_found = threading.Event()
-        self.port: int | None = None
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.process.stdout, self.stdout), daemon=True),
-            threading.Thread(target=self._read, args=(self.process.stderr, self.stderr), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read(self, stream, lines: list[str]) -> None:
-        for line in stream:
-            lines.append(line)
-            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
-            if found:
-                self.port = int(found.group(1))
-                self.port_found.set()
-        self.port_found.set()  # the process ended: stop waiting for a port
-
-    def request(self, method: str, path: str, body: dict | None = None, timeout: float = 30):
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            headers = {"Content-Type": "application/json"} if body is not None else {}
-            connection.request(
-                method, path, body=json.dumps(body) if body is not None else None, headers=headers
-            )
-            response = connection.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
-        finally:
-            connection.close()
-
-    def wait_for(self, path: str, accept) -> bytes:
-        """Poll `path` until `accept(status, body)` holds."""
-        assert self.port_found.wait(START_TIMEOUT_S) and self.port, self.log()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log()
-            try:
-                status, _, body = self.request("GET", path, timeout=5)
-                if accept(status, body):
-                    return body
-            except OSError:
-                pass
-            time.sleep(0.2)  # polling interval, not a timing assumption
-        raise AssertionError(f"gunicorn: {path} never got there\n" + self.log())
-
-    def wait_ready(self) -> None:
-        self.wait_for("/readyz", lambda status, _: status == 200)
-
-    def finish(self, timeout: float = 60) -> int:
-        for reader in self._readers:
-            reader.join(timeout)
-        return self.process.wait(timeout)
-
-    def log(self) -> str:
-        return "".join(self.stdout) + "".join(self.stderr)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 @pytest.fixture()
 def run_server():
-    servers: list[Server] = []
+    servers: list[GunicornServer] = []
 
-    def start(**env: str) -> Server:
-        server = Server(env)
+    def start(**env: str) -> GunicornServer:
+        server = GunicornServer(env)
         servers.append(server)
         return server
 

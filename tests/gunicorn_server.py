@@ -13,7 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
+TEST_WSGI_DIR = Path(__file__).resolve().parent / "hardening"
 START_TIMEOUT_S = 120  # workers importing torch on a busy 2-core machine
 POLL_S = 0.1  # polling interval while waiting for a state, never a timing assumption
 
@@ -24,8 +25,8 @@ class GunicornServer:
     def __init__(self, env_overrides: dict[str, str], app: str = "serve.wsgi:app") -> None:
         env = {**os.environ, "PORT": "0", "HOST": "127.0.0.1", "HF_HUB_OFFLINE": "1", **env_overrides}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        # Test-only WSGI modules live next to this file.
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))
+        # Test-only WSGI modules (tests/hardening/holding_wsgi.py) must be importable by gunicorn.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TEST_WSGI_DIR), env.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "serve/gunicorn.conf.py", app],
             cwd=ROOT,
@@ -74,18 +75,23 @@ class GunicornServer:
         finally:
             connection.close()
 
-    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+    def wait_for(self, path: str, accept, timeout: float = START_TIMEOUT_S) -> bytes:
+        """Poll GET `path` until `accept(status, body)` holds; returns that body."""
         assert self._port_event.wait(timeout) and self.port, "gunicorn never listened\n" + self.log()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, "gunicorn exited\n" + self.log()
             try:
-                if self.request("GET", "/readyz", timeout=5)[0] == 200:
-                    return
+                status, _, body = self.request("GET", path, timeout=5)
+                if accept(status, body):
+                    return body
             except OSError:
                 pass
             time.sleep(POLL_S)
-        raise AssertionError("gunicorn never got ready\n" + self.log())
+        raise AssertionError(f"gunicorn: {path} never got there\n" + self.log())
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
+        self.wait_for("/readyz", lambda status, _: status == 200, timeout)
 
     def wait_for_workers(self, count: int, timeout: float = START_TIMEOUT_S) -> list[int]:
         """Pids of the master's children once there are exactly `count` of them."""
