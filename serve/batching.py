@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serve.decoding import Answer, decode_example
+from serve.decoding import Answer
 from serve.engine import QAEngine
 from serve.settings import SettingsError
 from serve.windowing import Window
@@ -160,7 +160,7 @@ class MicroBatcher:
         else:
             self._arrived()
             request.starts, request.ends = [], []
-        return self._decode(request, contexts, top_k, max_answer_length)
+        return self.engine.decode(contexts, request.windows, request.starts, request.ends, top_k, max_answer_length)
 
     def answer(
         self, question: str, context: str, top_k: int = 1, max_answer_length: int | None = None
@@ -198,26 +198,6 @@ class MicroBatcher:
             self._thread = threading.Thread(target=self._run, name="qa-microbatcher", daemon=True)
             self._thread_pid = os.getpid()
             self._thread.start()
-
-    def _decode(
-        self, request: _Request, contexts: Sequence[str], top_k: int, max_answer_length: int
-    ) -> list[list[Answer]]:
-        by_example: list[list[int]] = [[] for _ in contexts]
-        for i, window in enumerate(request.windows):
-            by_example[window.example_index].append(i)
-        params = self.engine.params
-        return [
-            decode_example(
-                contexts[example],
-                [request.windows[i] for i in idx],
-                [request.starts[i] for i in idx],
-                [request.ends[i] for i in idx],
-                n_best=params.n_best,
-                max_answer_length=max_answer_length,
-                top_k=top_k,
-            )
-            for example, idx in enumerate(by_example)
-        ]
 
     def _next_batch(self) -> list[_Request] | None:
         """Blocks for the first request, then collects more until full, timed out or nobody is coming."""

@@ -117,6 +117,32 @@ class QAEngine:
                 starts[i], ends[i] = start_logits[row], end_logits[row]
         return starts, ends
 
+    def decode(
+        self,
+        contexts: Sequence[str],
+        windows: Sequence[Window],
+        starts: Sequence[np.ndarray],
+        ends: Sequence[np.ndarray],
+        top_k: int,
+        max_answer_length: int,
+    ) -> list[list[Answer]]:
+        """Answers per context from the logits of all windows (windows carry their example index)."""
+        by_example: list[list[int]] = [[] for _ in contexts]
+        for i, window in enumerate(windows):
+            by_example[window.example_index].append(i)
+        return [
+            decode_example(
+                contexts[example],
+                [windows[i] for i in idx],
+                [starts[i] for i in idx],
+                [ends[i] for i in idx],
+                n_best=self.params.n_best,
+                max_answer_length=max_answer_length,
+                top_k=top_k,
+            )
+            for example, idx in enumerate(by_example)
+        ]
+
     def answer_many(
         self,
         questions: Sequence[str],
@@ -134,21 +160,7 @@ class QAEngine:
             cs = contexts[first : first + chunk_size]
             windows = self.windower.windows(qs, cs)
             starts, ends = self.window_logits(windows) if windows else ([], [])
-            by_example: list[list[int]] = [[] for _ in qs]
-            for i, window in enumerate(windows):
-                by_example[window.example_index].append(i)
-            for example, idx in enumerate(by_example):
-                results.append(
-                    decode_example(
-                        cs[example],
-                        [windows[i] for i in idx],
-                        [starts[i] for i in idx],
-                        [ends[i] for i in idx],
-                        n_best=self.params.n_best,
-                        max_answer_length=max_answer_length,
-                        top_k=top_k,
-                    )
-                )
+            results.extend(self.decode(cs, windows, starts, ends, top_k, max_answer_length))
             if progress:
                 progress(len(qs))
         return results
