@@ -27,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench.procfs import children, rss_bytes
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LUA_SCRIPT = REPO_ROOT / "bench" / "loadtest.lua"
 START_TIMEOUT_S = 180
@@ -102,7 +104,7 @@ class Server:
             connection.close()
 
     def rss_bytes(self) -> int:
-        return sum(process_rss(pid) for pid in [self.process.pid, *children(self.process.pid)])
+        return rss_bytes([self.process.pid, *children(self.process.pid)])
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -112,29 +114,6 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait(10)
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                found.append(int(entry))
-    return found
-
-
-def process_rss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:  # a worker that exited between listing and reading
-        pass
-    return 0
 
 
 class PeakSampler:

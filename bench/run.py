@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.procfs import cpu_seconds, process_tree, rss_bytes
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / "bench"
 DEFAULT_DATA = Path(os.environ.get("SQUAD_DIR", REPO_ROOT.parent / "shared" / "data" / "squad")) / "dev-v1.1.json.gz"
@@ -70,50 +72,6 @@ def free_port() -> int:
 
 
 # --- servers ----------------------------------------------------------------------------------
-
-
-def process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU time of the processes (including their reaped children)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    return total / ticks
-
-
-def rss_mb(pids: Sequence[int]) -> float:
-    total_kb = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-        except OSError:
-            pass
-    return total_kb / 1024
 
 
 def worker_class(threads: int, keep_alive: bool = False) -> str:
@@ -192,7 +150,7 @@ class Server:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak_rss_mb = max(self.peak_rss_mb, rss_mb(process_tree(self.proc.pid)))
+            self.peak_rss_mb = max(self.peak_rss_mb, rss_bytes(process_tree(self.proc.pid)) / 2**20)
             self._stop.wait(0.05)
 
     def stop(self) -> None:

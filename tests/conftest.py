@@ -11,6 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 TESTS_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS_DIR))
+sys.path.insert(0, str(TESTS_DIR.parent))  # bench/ (shared /proc helpers)
 FIXTURES = TESTS_DIR / "fixtures"
 
 from helpers import make_tiny_model  # noqa: E402

@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+from bench.procfs import children, rss_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
 TEST_WSGI_DIR = Path(__file__).resolve().parent / "hardening"
 START_TIMEOUT_S = 120  # workers importing torch on a busy 2-core machine
@@ -104,7 +106,7 @@ class GunicornServer:
         raise AssertionError(f"expected {count} workers, have {children(self.process.pid)}\n" + self.log())
 
     def rss_bytes(self) -> int:
-        return process_tree_rss(self.process.pid)
+        return rss_bytes([self.process.pid, *children(self.process.pid)])
 
     def terminate(self) -> None:
         if self.process.poll() is None:
@@ -130,38 +132,3 @@ class GunicornServer:
 
     def log(self) -> str:
         return "".join(self.stderr[-200:]) + "".join(self.stdout[-50:])
-
-
-def children(pid: int) -> list[int]:
-    """Direct child pids of `pid`, from /proc/<n>/stat (field 4 is the parent pid)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # The command name (field 2) may hold spaces and parentheses; the fields after the last ')' do not.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            found.append(int(entry))
-    return sorted(found)
-
-
-def process_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def process_tree_rss(pid: int) -> int:
-    """Resident memory of a process and its direct children (the gunicorn master and its workers)."""
-    total = 0
-    for member in [pid, *children(pid)]:
-        try:
-            total += process_rss(member)
-        except OSError:  # a worker that exits between listing and reading
-            pass
-    return total

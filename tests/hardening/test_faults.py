@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gunicorn_server import POLL_S, ROOT, START_TIMEOUT_S, children
+from gunicorn_server import POLL_S, ROOT, START_TIMEOUT_S
+
+from bench.procfs import children
 
 pytestmark = pytest.mark.slow
 
