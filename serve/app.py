@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from serve.batching import BatcherClosed
 from serve.decoding import Answer
 from serve.errors import ModelLoadError
 from serve.metrics import ServiceMetrics
@@ -314,6 +315,11 @@ def create_app(engine_or_factory: EngineSource, settings: Settings | None = None
             message = f"method {request.method} is not allowed on {request.path}; allowed: {allowed}"
         headers = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "retry-after")}
         return error_response(status, code, message), status, headers
+
+    @app.errorhandler(BatcherClosed)
+    def shutting_down(exc: BatcherClosed) -> tuple[Response, int, dict[str, str]]:
+        # The worker is draining for shutdown: the client should retry elsewhere, not see a bug.
+        return error_response(503, "not_ready", "the server is shutting down; retry"), 503, {"Retry-After": "1"}
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> tuple[Response, int]:

@@ -42,6 +42,8 @@ from serve.windowing import Window
 DEFAULT_MAX_BATCH_SIZE = 1
 DEFAULT_MAX_WAIT_MS = 2.0
 DEFAULT_MAX_PADDING = 0.25
+# Waiting longer than this for company never pays; an unbounded wait would stall the model thread.
+MAX_WAIT_LIMIT_MS = 60_000.0
 
 
 @dataclass
@@ -88,8 +90,8 @@ class MicroBatcher:
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
-        if max_wait_ms < 0:
-            raise ValueError(f"max_wait_ms must not be negative, not {max_wait_ms}")
+        if not 0 <= max_wait_ms <= MAX_WAIT_LIMIT_MS:  # also refuses nan and inf
+            raise ValueError(f"max_wait_ms must be between 0 and {MAX_WAIT_LIMIT_MS:g}, not {max_wait_ms}")
         if max_padding < 0:
             raise ValueError(f"max_padding must not be negative, not {max_padding}")
         self.max_padding = max_padding

@@ -52,6 +52,8 @@ class InferenceParams:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ModelLoadError(model_dir, f"{INFERENCE_PARAMS_FILE} is not valid JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ModelLoadError(model_dir, f"{INFERENCE_PARAMS_FILE} must be a JSON object")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -59,7 +61,14 @@ class InferenceParams:
         for name, value in raw.items():
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ModelLoadError(model_dir, f"{INFERENCE_PARAMS_FILE} field {name!r} must be a positive integer")
-        return cls(**raw)
+        params = cls(**raw)
+        if params.max_query_length + params.doc_stride + 4 > params.max_seq_length:
+            raise ModelLoadError(
+                model_dir,
+                f"{INFERENCE_PARAMS_FILE}: max_seq_length={params.max_seq_length} leaves no room for context after "
+                f"max_query_length={params.max_query_length} and doc_stride={params.doc_stride}",
+            )
+        return params
 
     def save(self, model_dir: Path) -> None:
         (model_dir / INFERENCE_PARAMS_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")

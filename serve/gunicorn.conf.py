@@ -31,6 +31,7 @@ import time
 
 from gunicorn.glogging import Logger
 
+from serve.backends import usable_cores
 from serve.errors import ModelLoadError
 from serve.settings import Settings, SettingsError, check_model_dir, env_int
 
@@ -80,7 +81,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Do not oversubscribe the CPU: workers x torch threads <= cores.
 if not os.environ.get("QA_THREADS"):
-    os.environ["QA_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    os.environ["QA_THREADS"] = str(max(1, usable_cores() // workers))  # honours cpusets and taskset
 
 # Workers write their metrics here so /metrics sums them (see serve/metrics.py).
 _own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")

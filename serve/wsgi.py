@@ -7,7 +7,7 @@ answers a warm-up question, once per gunicorn worker. Requests go through the mi
 (serve/batching.py): QA_BATCH_MAX_SIZE (windows per model call, default 1),
 QA_BATCH_MAX_WAIT_MS (default 2), QA_BATCH_MAX_PADDING (default 0.25).
 
-To serve through another engine (ONNX backend, request micro-batcher), change `build_engine`:
+To serve through another engine, change `build_engine`:
 anything with `answer_many(questions, contexts, top_k, max_answer_length)` works.
 """
 

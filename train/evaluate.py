@@ -50,7 +50,7 @@ def evaluate_model(
     show_progress: bool = True,
 ) -> tuple[dict[str, str], dict]:
     examples = load_squad(data_file)
-    if limit:
+    if limit is not None:
         examples = examples[:limit]
     engine = QAEngine.from_model_dir(model_dir, backend=backend)
     predictions, metrics = score_examples(engine, examples, show_progress)
@@ -69,6 +69,13 @@ def evaluate_model(
     return predictions, metrics
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def write_json(path: Path, payload) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -80,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="SQuAD v1.1 JSON file (plain or .gz)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--backend", default="auto", help="auto, torch, onnx-fp32 or onnx-int8")
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N questions")
+    parser.add_argument("--limit", type=positive_int, default=None, help="score only the first N questions")
     args = parser.parse_args(argv)
     try:
         predictions, metrics = evaluate_model(args.model, args.data, args.backend, args.limit)

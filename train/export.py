@@ -164,6 +164,19 @@ def _masked_max_abs_diff(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> floa
     return float(np.abs(np.where(mask.astype(bool), a - b, 0.0)).max())
 
 
+def forget_onnx_gates(model_dir: Path) -> None:
+    """New graphs have not been gated: drop their backends' records so `auto` will not pick them."""
+    record_path = Path(model_dir) / "gate.json"
+    try:
+        records = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(records, dict) and ({"onnx-int8", "onnx-fp32"} & records.keys()):
+        for backend in ("onnx-int8", "onnx-fp32"):
+            records.pop(backend, None)
+        record_path.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+
+
 def export_model(
     model_dir: str | Path,
     opset: int = DEFAULT_OPSET,
@@ -292,6 +305,7 @@ def export_model(
         seconds=round(time.perf_counter() - began, 2),
     )
     (out_dir / EXPORT_INFO_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
+    forget_onnx_gates(model_dir)
     log(
         f"wrote {fp32_path} ({fp32_path.stat().st_size / 1e6:.1f} MB) and {int8_path} "
         f"({int8_path.stat().st_size / 1e6:.1f} MB); fused {fused}; "

@@ -20,6 +20,7 @@ from pathlib import Path
 from serve.errors import ModelLoadError
 from train.config import ConfigError, ExperimentConfig, load_config
 from train.data import SquadFormatError
+from train.evaluate import positive_int
 
 SAVED_CONFIG = "train_config.yaml"
 GATE_RECORD = "gate.json"
@@ -51,6 +52,16 @@ def checks_for(config: ExperimentConfig, metrics: dict, reference_f1: float | No
     return checks
 
 
+def same_questions(metrics: dict, reference: dict, reference_path) -> None:
+    """The int8-vs-fp32 comparison is only meaningful on the same questions of the same file."""
+    for key in ("data_sha256", "questions"):
+        if key in metrics and key in reference and metrics[key] != reference[key]:
+            raise ValueError(
+                f"{reference_path} was scored on different questions ({key} {reference[key]} vs {metrics[key]}); "
+                "evaluate both backends on the same data and limit, or pass --reference-metrics"
+            )
+
+
 def format_table(checks: Sequence[Check]) -> str:
     rows = [("metric", "threshold", "measured", "result")]
     for c in checks:
@@ -75,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     source.add_argument("--metrics", help="use an existing metrics.json")
     parser.add_argument("--config", help="thresholds from this config instead of the model's own")
     parser.add_argument("--backend", default="auto")
-    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--limit", type=positive_int, default=None)
     parser.add_argument("--reference-metrics", help="fp32 metrics.json the int8 F1 is compared with")
     args = parser.parse_args(argv)
     model_dir = Path(args.model)
@@ -97,11 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reference is None and metrics.get("backend") == INT8_BACKEND and (model_dir / "metrics.json").exists():
             reference = model_dir / "metrics.json"
         if reference:
-            reference_f1 = float(json.loads(Path(reference).read_text(encoding="utf-8"))["f1"])
-    except (ConfigError, ModelLoadError, SquadFormatError, OSError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+            reference_metrics = json.loads(Path(reference).read_text(encoding="utf-8"))
+            same_questions(metrics, reference_metrics, reference)
+            reference_f1 = float(reference_metrics["f1"])
+        checks = checks_for(config, metrics, reference_f1)
+    except (ConfigError, ModelLoadError, SquadFormatError, OSError, ValueError, KeyError, TypeError,
+            AttributeError) as exc:
+        print(f"error: {exc!r}" if isinstance(exc, (KeyError, TypeError, AttributeError)) else f"error: {exc}",
+              file=sys.stderr)
         return 2
-    checks = checks_for(config, metrics, reference_f1)
     passed = all(c.passed for c in checks)
     print(f"gate for {model_dir} ({metrics.get('backend', '?')}, {metrics.get('questions', '?')} questions, "
           f"thresholds from {config.source})")
@@ -118,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         records = json.loads((model_dir / GATE_RECORD).read_text()) if (model_dir / GATE_RECORD).exists() else {}
+        if not isinstance(records, dict):
+            records = {}
         records[str(metrics.get("backend"))] = record
         (model_dir / GATE_RECORD).write_text(json.dumps(records, indent=2) + "\n")
     except (OSError, ValueError) as exc:

@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -138,13 +139,24 @@ def run(config: ExperimentConfig, resume: bool = False) -> Path:
     if not trainer.is_world_process_zero():
         return out
 
+    # Graphs and gate results of an earlier run in this directory describe other weights.
+    shutil.rmtree(out / "onnx", ignore_errors=True)
+    (out / "gate.json").unlink(missing_ok=True)
     inference_params(config).save(out)
     (out / "train_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_json(out / "training_log.json", trainer.state.log_history)
     write_training_curve(trainer.state.log_history, out / "training_curve.png")
     # The final numbers come from the saved directory, loaded exactly as the server loads it.
-    predictions, metrics = evaluate_model(out, config.data.validation_file, "torch", config.data.max_eval_examples) \
-        if config.data.validation_file else ({}, {})
+    if config.data.validation_file:
+        predictions, metrics = evaluate_model(out, config.data.validation_file, "torch", config.data.max_eval_examples)
+    else:  # Hub validation split (online users): same engine, no file checksum
+        from serve.engine import QAEngine
+        from train.evaluate import score_examples
+
+        predictions, metrics = score_examples(QAEngine.from_model_dir(out, backend="torch"), eval_examples, True)
+        metrics.update({"model_dir": str(out), "backend": "torch", "data_file": config.data.dataset_name,
+                        "data_sha256": None, "limit": config.data.max_eval_examples,
+                        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     write_json(out / "predictions.json", predictions)
     training = {
         "train_runtime_s": round(train_seconds, 1),

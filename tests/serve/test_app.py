@@ -552,3 +552,16 @@ def test_responses_and_requests_match_the_openapi_schemas(client):
     for bad in ({"question": QUESTION}, {**good, "top_k": 11}, {**good, "extra": 1}, {**good, "context": ""}):
         assert not validator("AnswerRequest").is_valid(bad)
         assert post(client, "/v1/answer", bad).status_code == 422
+
+
+def test_requests_during_shutdown_get_503_not_500(tiny_engine, tiny_settings):
+    from serve.batching import MicroBatcher
+
+    batcher = MicroBatcher(tiny_engine)
+    client = create_app(batcher, tiny_settings).test_client()
+    assert client.get("/readyz").status_code == 200
+    batcher.close()  # what a worker does while it drains for shutdown
+    response = client.post("/v1/answer", json={"question": "Who?", "context": "Ada wrote it."})
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "not_ready"
+    assert response.headers["Retry-After"] == "1"

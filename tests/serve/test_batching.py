@@ -297,3 +297,11 @@ def test_the_wsgi_engine_is_batched_with_the_environment_settings(tiny_bert_dir,
     monkeypatch.setenv("QA_BATCH_MAX_WAIT_MS", "soon")
     with pytest.raises(SettingsError, match="QA_BATCH_MAX_WAIT_MS='soon'"):
         build_engine(Settings(model_dir=tiny_bert_dir, backend="torch"))
+
+
+@pytest.mark.parametrize("wait", ["inf", "nan", "1e12", "-1"])
+def test_unbounded_or_negative_wait_is_refused_at_start(engine, monkeypatch, wait):
+    # An infinite wait would kill the model thread and leave its caller blocked for ever.
+    monkeypatch.setenv("QA_BATCH_MAX_WAIT_MS", wait)
+    with pytest.raises(ValueError, match="QA_BATCH_MAX_WAIT_MS"):
+        MicroBatcher.from_env(engine)

@@ -131,3 +131,14 @@ def test_cli_refuses_a_directory_without_a_model(tmp_path, capsys):
     assert main(["--model", str(tmp_path)]) == 1
     assert "not a model directory" in capsys.readouterr().err
     assert not (tmp_path / ONNX_SUBDIR / INT8_FILE).exists()
+
+
+def test_a_new_export_forgets_the_gate_results_of_the_old_graphs(tmp_path):
+    from train.export import forget_onnx_gates
+
+    record = tmp_path / "gate.json"
+    record.write_text(json.dumps({"torch": {"passed": True}, "onnx-int8": {"passed": True},
+                                  "onnx-fp32": {"passed": False}}))
+    forget_onnx_gates(tmp_path)
+    assert json.loads(record.read_text()) == {"torch": {"passed": True}}
+    forget_onnx_gates(tmp_path / "nowhere")  # no record: nothing to do

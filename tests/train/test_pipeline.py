@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -100,6 +101,43 @@ def test_gate_on_a_metrics_file(trained, tmp_path):
     result = run_module("train.gate", "--model", str(trained["model"]), "--metrics", str(low), check=False)
     assert result.returncode == 1
     assert "exact_match" in result.stdout and "FAIL" in result.stdout
+
+
+def test_a_broken_metrics_file_is_an_error_not_a_refusal(trained, tmp_path):
+    broken = tmp_path / "broken.json"
+    for payload in ({"f1": 90.0}, ["not", "an", "object"], {"exact_match": "high", "f1": 1.0}):
+        broken.write_text(json.dumps(payload))
+        result = run_module("train.gate", "--model", str(trained["model"]), "--metrics", str(broken), check=False)
+        assert result.returncode == 2, (payload, result.stdout, result.stderr)
+        assert result.stderr.startswith("error: ")
+
+
+def test_int8_gate_refuses_a_reference_scored_on_other_questions(trained, tmp_path):
+    metrics = json.loads((trained["model"] / "metrics.json").read_text())
+    other = {**metrics, "backend": "onnx-int8", "questions": metrics["questions"] - 1}
+    path = tmp_path / "int8.json"
+    path.write_text(json.dumps(other))
+    result = run_module("train.gate", "--model", str(trained["model"]), "--metrics", str(path), check=False)
+    assert result.returncode == 2
+    assert "scored on different questions" in result.stderr
+
+
+def test_limit_must_be_positive(trained, fixtures_dir, tmp_path):
+    result = run_module("train.evaluate", "--model", str(trained["model"]), "--data",
+                        str(fixtures_dir / "tiny_squad.json"), "--out", str(tmp_path), "--limit", "0", check=False)
+    assert result.returncode == 2 and "must be at least 1" in result.stderr
+
+
+def test_retraining_drops_graphs_and_gate_results_of_the_old_weights(trained, tmp_path, fixtures_dir):
+    out = tmp_path / "model"
+    shutil.copytree(trained["model"], out)
+    (out / "onnx").mkdir(exist_ok=True)
+    (out / "onnx" / "model.int8.onnx").write_bytes(b"stale")
+    (out / "gate.json").write_text(json.dumps({"onnx-int8": {"passed": True}}))
+    config = write_config(tmp_path / "again.yaml", trained["base"], out, fixtures_dir, num_train_epochs=1,
+                          eval_each_epoch=False)
+    run_module("train.train", "--config", str(config))
+    assert not (out / "onnx").exists() and not (out / "gate.json").exists()
 
 
 def test_gate_without_thresholds_is_a_clear_error(trained):
