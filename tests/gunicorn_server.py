@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.procfs import children, rss_bytes
@@ -132,3 +134,14 @@ class GunicornServer:
 
     def log(self) -> str:
         return "".join(self.stderr[-200:]) + "".join(self.stdout[-50:])
+
+
+@contextmanager
+def running_server(env_overrides: dict[str, str], app: str = "serve.wsgi:app") -> Iterator[GunicornServer]:
+    """A ready GunicornServer for a `with` block (or a fixture); killed with its workers afterwards."""
+    server = GunicornServer(env_overrides, app=app)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.kill()

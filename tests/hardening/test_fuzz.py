@@ -112,9 +112,9 @@ def fuzzer(operation, mode, budget: int, base_url: str, session, tally: Counter)
 
 @pytest.fixture(scope="module")
 def fuzz_server(tiny_bert_dir):
-    from gunicorn_server import GunicornServer
+    from gunicorn_server import running_server
 
-    server = GunicornServer(
+    with running_server(
         {
             "QA_MODEL_DIR": str(tiny_bert_dir),
             "QA_BACKEND": "torch",
@@ -122,12 +122,8 @@ def fuzz_server(tiny_bert_dir):
             "GUNICORN_THREADS": "2",
             "QA_THREADS": "1",
         }
-    )
-    try:
-        server.wait_ready()
+    ) as server:
         yield server
-    finally:
-        server.kill()
 
 
 def test_generated_requests_get_no_5xx_and_match_the_spec(fuzz_server):

@@ -14,7 +14,7 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from gunicorn_server import GunicornServer
+from gunicorn_server import GunicornServer, running_server
 
 QUESTION = "Who built the lighthouse?"
 CONTEXT = "The Harbor Point lighthouse was built in 1874 by the engineer Miriam Holt. It is 31 metres tall."
@@ -213,7 +213,7 @@ def test_html_and_script_in_inputs_are_escaped_on_the_form_page(client):
 
 @pytest.fixture(scope="module")
 def short_timeout_server(tiny_bert_dir):
-    server = GunicornServer(
+    with running_server(
         {
             "QA_MODEL_DIR": str(tiny_bert_dir),
             "QA_BACKEND": "torch",
@@ -223,12 +223,8 @@ def short_timeout_server(tiny_bert_dir):
             "GUNICORN_KEEPALIVE": "1",
             "QA_THREADS": "1",
         }
-    )
-    try:
-        server.wait_ready()
+    ) as server:
         yield server
-    finally:
-        server.kill()
 
 
 def answer_over_http(server: GunicornServer) -> float:
