@@ -32,8 +32,8 @@ test:  ## run the whole test suite (offline)
 lint:  ## static checks (ruff; make delivery-lint covers the Dockerfile, workflow and manifests)
 	$(PYTHON) -m ruff check serve train tests bench tools docker
 
-train:  ## fine-tune: make train CONFIG=configs/smoke.yaml [RESUME=1]
-	$(PYTHON) -m train.train --config $(CONFIG) $(if $(RESUME),--resume)
+train:  ## fine-tune: make train CONFIG=configs/smoke.yaml [RESUME=1] [MAX_MINUTES=n]
+	$(PYTHON) -m train.train --config $(CONFIG) $(if $(RESUME),--resume) $(if $(MAX_MINUTES),--max-minutes $(MAX_MINUTES))
 
 evaluate:  ## predictions.json + metrics.json: make evaluate MODEL=dir DATA=file OUT=dir [BACKEND=]
 	$(PYTHON) -m train.evaluate --model $(MODEL) --data $(DATA) --out $(OUT) --backend $(BACKEND) $(if $(LIMIT),--limit $(LIMIT))

@@ -46,10 +46,19 @@ class DataConfig:
     dataset_name: str | None = None
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
+    # Seeded share of train *articles* kept out of training (for calibrating the no-answer threshold).
+    heldout_article_fraction: float = 0.0
+    # Seeded share of train questions also paired with another paragraph of their article that holds
+    # none of their answers; those windows are labelled [CLS] (synthetic unanswerable questions).
+    unanswerable_fraction: float = 0.0
 
     def validate(self, source: str) -> None:
         if not self.dataset_name and not (self.train_file and self.validation_file):
             raise ConfigError(source, "data", "set train_file and validation_file, or dataset_name")
+        for name in ("heldout_article_fraction", "unanswerable_fraction"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ConfigError(source, f"data.{name}", f"must be in [0, 1), got {value}")
         for name in ("max_train_examples", "max_eval_examples"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -92,6 +101,12 @@ class TrainingConfig:
     dataloader_num_workers: int = 0
     # Epoch-end evaluation on the validation subset (SQuAD EM/F1 through the serving engine).
     eval_each_epoch: bool = True
+    # Batches of windows of similar length (about half the padding of random batches).
+    group_by_length: bool = False
+    # Time box: at this many minutes of training, save a full checkpoint and stop (resume with --resume).
+    max_train_minutes: float | None = None
+    # Also save a full checkpoint every this many minutes of training, so a killed run loses little.
+    save_every_minutes: float | None = None
 
     def validate(self, source: str) -> None:
         if not 0 < self.learning_rate < 1:
@@ -104,6 +119,10 @@ class TrainingConfig:
                      "logging_steps", "save_total_limit"):
             if getattr(self, name) <= 0:
                 raise ConfigError(source, f"training.{name}", "must be positive")
+        for name in ("max_train_minutes", "save_every_minutes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(source, f"training.{name}", f"must be positive minutes, got {value}")
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,50 @@ def load_split(data_file: str | None, dataset_name: str | None, split: str, limi
     else:
         raise ValueError(f"no data file and no dataset name for split {split!r}")
     return examples[:limit] if limit else examples
+
+
+def split_heldout_articles(
+    examples: list[SquadExample], fraction: float, seed: int
+) -> tuple[list[SquadExample], list[SquadExample], list[str]]:
+    """(kept, held out, held-out titles): a seeded share of whole articles, never single questions.
+
+    Holding out articles (not questions) keeps their paragraphs unseen, so a threshold calibrated on
+    them behaves as it will on new documents.
+    """
+    if fraction <= 0:
+        return list(examples), [], []
+    titles = sorted({e.title for e in examples})
+    count = max(1, round(fraction * len(titles)))
+    held = set(random.Random(seed).sample(titles, count))
+    kept = [e for e in examples if e.title not in held]
+    heldout = [e for e in examples if e.title in held]
+    return kept, heldout, sorted(held)
+
+
+UNANSWERABLE_SUFFIX = "#unanswerable"
+
+
+def pair_unanswerable(examples: list[SquadExample], fraction: float, seed: int) -> tuple[list[SquadExample], int]:
+    """Synthetic unanswerable questions: a seeded share of the questions, each paired with another
+    paragraph of its own article that contains none of its answer texts (compared case-folded).
+
+    Returns (new examples with no answers, questions drawn that had no such paragraph).
+    """
+    if fraction <= 0 or not examples:
+        return [], 0
+    paragraphs: dict[str, dict[str, None]] = {}  # title -> its contexts, in file order
+    for e in examples:
+        paragraphs.setdefault(e.title, {})[e.context] = None
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(range(len(examples)), round(fraction * len(examples))))
+    paired, without_partner = [], 0
+    for index in chosen:
+        e = examples[index]
+        answers = [text.casefold() for text in e.answer_texts]
+        candidates = [c for c in paragraphs[e.title]
+                      if c != e.context and not any(a in c.casefold() for a in answers)]
+        if not candidates:
+            without_partner += 1
+            continue
+        paired.append(SquadExample(e.id + UNANSWERABLE_SUFFIX, e.title, rng.choice(candidates), e.question, (), ()))
+    return paired, without_partner

@@ -1,7 +1,8 @@
 """Training features: the serving windower's windows, labelled with the answer's token span.
 
 Windows whose answer is not fully inside them are labelled with the [CLS] position (index 0),
-as Hugging Face's run_qa does; they are counted and reported, never silently dropped.
+as Hugging Face's run_qa does; they are counted and reported, never silently dropped. Examples
+with no answer at all (synthetic unanswerable pairs) label every window [CLS], counted apart.
 """
 
 from __future__ import annotations
@@ -24,13 +25,19 @@ class FeatureStats:
     windows_without_answer: int = 0
     # Examples none of whose windows holds the whole answer (the answer cannot be learned).
     examples_without_answer: int = 0
+    # Synthetic unanswerable examples (no answer in their context) and their windows, all [CLS].
+    unanswerable_examples: int = 0
+    unanswerable_windows: int = 0
 
     def summary(self) -> str:
         share = 100.0 * self.windows_without_answer / max(self.windows, 1)
+        unanswerable = 100.0 * self.unanswerable_windows / max(self.windows, 1)
         return (
             f"{self.examples} examples -> {self.windows} training windows; "
             f"{self.windows_without_answer} windows ({share:.1f}%) have their answer outside the window "
-            f"(labelled [CLS]); {self.examples_without_answer} examples have no window holding the whole answer"
+            f"(labelled [CLS]); {self.examples_without_answer} examples have no window holding the whole answer; "
+            f"{self.unanswerable_examples} unanswerable examples -> {self.unanswerable_windows} windows "
+            f"({unanswerable:.1f}%, labelled [CLS])"
         )
 
 
@@ -58,11 +65,14 @@ def build_train_features(
     columns: dict[str, list] = {name: [] for name in (*input_names, "start_positions", "end_positions")}
     stats = FeatureStats(examples=len(examples), windows=len(windows))
     answered = np.zeros(len(examples), dtype=bool)
+    unanswerable = np.array([not e.answer_texts for e in examples], dtype=bool)
     for window in windows:
         example = examples[window.example_index]
-        start_char = example.answer_starts[0]
-        span = answer_token_span(window, start_char, start_char + len(example.answer_texts[0]))
-        if span is None:
+        if unanswerable[window.example_index]:
+            stats.unanswerable_windows += 1
+            span = (CLS_INDEX, CLS_INDEX)
+        elif (span := answer_token_span(window, example.answer_starts[0],
+                                        example.answer_starts[0] + len(example.answer_texts[0]))) is None:
             stats.windows_without_answer += 1
             span = (CLS_INDEX, CLS_INDEX)
         else:
@@ -74,7 +84,8 @@ def build_train_features(
                 columns[name].append(getattr(window, name).tolist())
         columns["start_positions"].append(span[0])
         columns["end_positions"].append(span[1])
-    stats.examples_without_answer = int((~answered).sum())
+    stats.unanswerable_examples = int(unanswerable.sum())
+    stats.examples_without_answer = int((~answered & ~unanswerable).sum())
     return columns, stats
 
 

@@ -11,6 +11,7 @@ train_config.yaml, training_log.json, training_curve.png and a model card (READM
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -19,13 +20,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from train.config import ConfigError, ExperimentConfig, load_config
-from train.data import SquadFormatError, file_sha256, load_split
+from train.data import SquadFormatError, file_sha256, load_split, pair_unanswerable, split_heldout_articles
 from train.model_source import ModelSourceError
 
 logger = logging.getLogger("train")
+SESSIONS_FILE = "sessions.json"  # one entry per training session (start or resume) of this output_dir
+HELDOUT_FILE = "heldout_articles.json"  # train articles kept out of training, for calibration
 
 
 def inference_params(config: ExperimentConfig):
@@ -50,11 +54,30 @@ def load_base(config: ExperimentConfig):
     return tokenizer, windower, model
 
 
-def load_data(config: ExperimentConfig):
+@dataclass
+class TrainData:
+    train: list  # what the model trains on: kept questions plus synthetic unanswerable pairs
+    evaluation: list
+    heldout_titles: list[str] = field(default_factory=list)
+    heldout_questions: int = 0
+    unanswerable_pairs: int = 0
+    unanswerable_without_partner: int = 0
+
+
+def load_data(config: ExperimentConfig) -> TrainData:
+    """Train and eval examples; a seeded share of train articles is held out, and a seeded share of
+    the rest gets a synthetic unanswerable twin (config data.heldout_article_fraction, unanswerable_fraction)."""
     d = config.data
     train_examples = load_split(d.train_file, d.dataset_name, "train", d.max_train_examples)
     eval_examples = load_split(d.validation_file, d.dataset_name, "validation", d.max_eval_examples)
-    return train_examples, eval_examples
+    kept, heldout, titles = split_heldout_articles(train_examples, d.heldout_article_fraction, config.training.seed)
+    unanswerable, without_partner = pair_unanswerable(kept, d.unanswerable_fraction, config.training.seed)
+    if titles:
+        logger.info("held out %d train articles (%d questions) for calibration", len(titles), len(heldout))
+    if d.unanswerable_fraction:
+        logger.info("synthetic unanswerable questions: %d (%d drawn had no answer-free paragraph in their article)",
+                    len(unanswerable), without_partner)
+    return TrainData(kept + unanswerable, eval_examples, titles, len(heldout), len(unanswerable), without_partner)
 
 
 def build_trainer(config: ExperimentConfig, model=None, model_init=None, tokenizer=None, windower=None,
@@ -68,6 +91,7 @@ def build_trainer(config: ExperimentConfig, model=None, model_init=None, tokeniz
 
     input_names = TorchBackend.from_model(model or model_init()).input_names
     columns, stats = build_train_features(windower, train_examples, input_names)
+    columns["length"] = [len(ids) for ids in columns["input_ids"]]  # for length-grouped sampling
     logger.info("training features: %s", stats.summary())
     trainer = SquadTrainer(
         model=model,
@@ -112,33 +136,71 @@ def hardware() -> str:
     return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
 
 
-def run(config: ExperimentConfig, resume: bool = False) -> Path:
+def resume_command(config: ExperimentConfig, max_minutes: float | None) -> str:
+    command = f"make train CONFIG={config.source} RESUME=1"
+    return command + (f" MAX_MINUTES={max_minutes:g}" if max_minutes else "")
+
+
+def record_session(out: Path, entry: dict) -> list[dict]:
+    """Append this session to output_dir/sessions.json (one entry per start or resume) and return them all."""
+    path = out / SESSIONS_FILE
+    sessions = json.loads(path.read_text()) if path.is_file() else []
+    sessions.append(entry)
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(sessions, indent=2) + "\n")
+    return sessions
+
+
+def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | None = None) -> Path:
+    """Train, save, evaluate and document one model directory; returns it.
+
+    With a time box (`max_minutes`, else training.max_train_minutes) training may stop early with a
+    full checkpoint; the directory is then an interim model (metrics.json training.complete = false)
+    and the resume command is printed.
+    """
     import torch
     import yaml
     from transformers import set_seed
 
     from train.card import write_model_card, write_training_curve
     from train.evaluate import evaluate_model, write_json
+    from train.trainer import TimeBox
 
     set_seed(config.training.seed)
     out = Path(config.training.output_dir)
+    max_minutes = max_minutes or config.training.max_train_minutes
     tokenizer, windower, model = load_base(config)
-    train_examples, eval_examples = load_data(config)
+    data = load_data(config)
     trainer, stats = build_trainer(config, model=model, tokenizer=tokenizer, windower=windower,
-                                   train_examples=train_examples, eval_examples=eval_examples)
+                                   train_examples=data.train, eval_examples=data.evaluation)
+    time_box = TimeBox(max_minutes, config.training.save_every_minutes)
+    trainer.add_callback(time_box)
     checkpoint = None
     if resume:
         checkpoint = last_complete_checkpoint(out)
         if checkpoint is None:
             raise FileNotFoundError(f"--resume: no complete checkpoint-* directory in {out}")
         logger.info("resuming from %s", checkpoint)
+    else:
+        (out / SESSIONS_FILE).unlink(missing_ok=True)  # a fresh run starts a fresh ledger
+    start_step = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.perf_counter() - started
     trainer.save_model(str(out))
     if not trainer.is_world_process_zero():
         return out
 
+    args = trainer.args
+    windows_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    end_step = trainer.state.global_step
+    sessions = record_session(out, {
+        "started": started_at, "train_seconds": round(train_seconds, 1), "from_step": start_step,
+        "to_step": end_step, "max_steps": trainer.state.max_steps, "resumed_from": checkpoint,
+        "stopped_by_time_box": time_box.stopped, "hardware": hardware(),
+        "windows_per_second": round((end_step - start_step) * windows_per_step / max(train_seconds, 1e-9), 2),
+    })
     # Graphs and gate results of an earlier run in this directory describe other weights.
     shutil.rmtree(out / "onnx", ignore_errors=True)
     (out / "gate.json").unlink(missing_ok=True)
@@ -146,6 +208,9 @@ def run(config: ExperimentConfig, resume: bool = False) -> Path:
     (out / "train_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_json(out / "training_log.json", trainer.state.log_history)
     write_training_curve(trainer.state.log_history, out / "training_curve.png")
+    if data.heldout_titles:
+        write_json(out / HELDOUT_FILE, {"seed": config.training.seed, "fraction": config.data.heldout_article_fraction,
+                                       "questions": data.heldout_questions, "titles": data.heldout_titles})
     # The final numbers come from the saved directory, loaded exactly as the server loads it.
     if config.data.validation_file:
         predictions, metrics = evaluate_model(out, config.data.validation_file, "torch", config.data.max_eval_examples)
@@ -153,18 +218,32 @@ def run(config: ExperimentConfig, resume: bool = False) -> Path:
         from serve.engine import QAEngine
         from train.evaluate import score_examples
 
-        predictions, metrics = score_examples(QAEngine.from_model_dir(out, backend="torch"), eval_examples, True)
+        predictions, metrics = score_examples(QAEngine.from_model_dir(out, backend="torch"), data.evaluation, True)
         metrics.update({"model_dir": str(out), "backend": "torch", "data_file": config.data.dataset_name,
                         "data_sha256": None, "limit": config.data.max_eval_examples,
                         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     write_json(out / "predictions.json", predictions)
+    total_seconds = sum(s["train_seconds"] for s in sessions)
+    total_windows = sum((s["to_step"] - s["from_step"]) for s in sessions) * windows_per_step
     training = {
-        "train_runtime_s": round(train_seconds, 1),
-        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
-        "train_examples": len(train_examples),
+        "complete": end_step >= trainer.state.max_steps,
+        "global_step": end_step,
+        "max_steps": trainer.state.max_steps,
+        "epochs_done": round(trainer.state.epoch or 0, 4),
+        "train_runtime_s": round(total_seconds, 1),
+        "train_hours": round(total_seconds / 3600, 2),
+        "train_samples_per_second": round(total_windows / max(total_seconds, 1e-9), 2),
+        "sessions": len(sessions),
+        "resumes": sum(1 for s in sessions if s["resumed_from"]),
+        "train_examples": len(data.train),
         "train_windows": stats.windows,
         "windows_without_answer": stats.windows_without_answer,
         "examples_without_answer": stats.examples_without_answer,
+        "unanswerable_examples": stats.unanswerable_examples,
+        "unanswerable_windows": stats.unanswerable_windows,
+        "unanswerable_without_partner": data.unanswerable_without_partner,
+        "heldout_articles": len(data.heldout_titles),
+        "heldout_questions": data.heldout_questions,
         "hardware": hardware(),
         "torch": torch.__version__,
         "git_commit": git_commit(),
@@ -176,6 +255,10 @@ def run(config: ExperimentConfig, resume: bool = False) -> Path:
     write_json(out / "metrics.json", metrics)
     write_model_card(out, config, metrics)
     logger.info("model written to %s: EM %.2f F1 %.2f", out, metrics.get("exact_match", 0), metrics.get("f1", 0))
+    if not training["complete"]:
+        print(f"time box reached after {train_seconds / 60:.1f} min at step {end_step}/{trainer.state.max_steps} "
+              f"(epoch {training['epochs_done']:.3f}); checkpoint {last_complete_checkpoint(out)}; "
+              f"{out} holds an interim model.\nresume with: {resume_command(config, max_minutes)}", flush=True)
     return out
 
 
@@ -183,11 +266,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="time box: stop with a full checkpoint after this many minutes of training")
     args = parser.parse_args(argv)
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        parser.error(f"--max-minutes must be positive, got {args.max_minutes:g}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
-        run(config, resume=args.resume)
+        run(config, resume=args.resume, max_minutes=args.max_minutes)
     except (ConfigError, SquadFormatError, ModelSourceError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

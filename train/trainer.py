@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from serve.backends import TorchBackend
 from serve.engine import InferenceParams, QAEngine
@@ -54,10 +56,35 @@ def training_arguments(config: ExperimentConfig, **overrides) -> TrainingArgumen
         remove_unused_columns=False,  # our collator builds exactly the model's inputs
         ddp_find_unused_parameters=False,
         disable_tqdm=False,
+        # Length-grouped batches pad about half as much as random ones; lengths come from our "length" column.
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
         **device_arguments(),
     )
     kwargs.update(overrides)
     return TrainingArguments(**kwargs)
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped order that depends on (seed, epoch) alone.
+
+    The stock sampler draws from the global torch RNG, whose state at an epoch start differs between
+    an uninterrupted run and one resumed mid-run; a per-epoch generator makes a resume replay the order.
+    """
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by the Trainer (through accelerate) every epoch
+        self.epoch = epoch
+
+    def __iter__(self):
+        import torch
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
 class SquadTrainer(Trainer):
@@ -70,6 +97,16 @@ class SquadTrainer(Trainer):
         self.eval_examples = list(eval_examples)
         self.windower = windower
         self.params = params
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length":
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededLengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                list(dataset[self.args.length_column_name]), seed,
+            )
+        return super()._get_train_sampler(train_dataset)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         from train.evaluate import score_examples
@@ -88,3 +125,51 @@ class SquadTrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+
+class TimeBox(TrainerCallback):
+    """Stops training after `max_minutes` with a full checkpoint, and saves one every `save_every_minutes`.
+
+    The checkpoint is the Trainer's own (weights, optimizer, scheduler, RNG, global step), so
+    `trainer.train(resume_from_checkpoint=...)` continues with the same data order. The stop step is
+    also logged, so no loss goes missing from the curve.
+    """
+
+    clock = staticmethod(time.monotonic)  # replaced by tests to make the stop step deterministic
+
+    def __init__(self, max_minutes: float | None, save_every_minutes: float | None) -> None:
+        self.max_seconds = max_minutes * 60 if max_minutes else None
+        self.save_every_seconds = save_every_minutes * 60 if save_every_minutes else None
+        self.stopped = False
+        self.started = self.last_save = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = self.last_save = self.clock()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = self.clock()
+        if self.max_seconds is not None and _any_rank(now - self.started >= self.max_seconds, args.device):
+            if state.global_step < state.max_steps:
+                self.stopped = True
+                control.should_training_stop = True
+                control.should_save = True
+                control.should_log = True
+        elif self.save_every_seconds is not None and _any_rank(now - self.last_save >= self.save_every_seconds, args.device):
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last_save = self.clock()
+
+
+def _any_rank(flag: bool, device) -> bool:
+    """True on every rank when it is true on any, so DDP processes stop or save on the same step."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    import torch
+
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

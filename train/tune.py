@@ -53,13 +53,13 @@ def run(config: ExperimentConfig, n_trials: int | None = None) -> dict:
     )
     tokenizer, windower, _ = load_base(config)
     source = resolve_model_source(config.model.name_or_path)
-    train_examples, eval_examples = load_data(config)
+    data = load_data(config)
 
     def model_init(trial=None):
         return AutoModelForQuestionAnswering.from_pretrained(source)
 
     trainer, _ = build_trainer(config, model_init=model_init, tokenizer=tokenizer, windower=windower,
-                               train_examples=train_examples, eval_examples=eval_examples, save_strategy="no",
+                               train_examples=data.train, eval_examples=data.evaluation, save_strategy="no",
                                report_to=[])
     best = trainer.hyperparameter_search(
         hp_space=search_space(config),
