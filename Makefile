@@ -43,8 +43,10 @@ score:  ## official v1.1 EM/F1 of any predictions file: make score DATA=file PRE
 
 # Without DATA= or METRICS=, the gate evaluates on the model's own config (validation_file, max_eval_examples).
 GATE_SOURCE = $(if $(METRICS),--metrics $(METRICS),$(if $(filter command line environment,$(origin DATA)),--data $(DATA)))
-gate:  ## exit 0 only when the model meets its thresholds: make gate MODEL=dir [DATA=file | METRICS=file] [BACKEND=]
-	$(PYTHON) -m train.gate --model $(MODEL) $(GATE_SOURCE) --backend $(BACKEND) $(if $(GATE_CONFIG),--config $(GATE_CONFIG)) $(if $(LIMIT),--limit $(LIMIT))
+# Thresholds: CONFIG= when given, else the config file the model was trained with.
+GATE_THRESHOLDS = $(if $(filter command line environment,$(origin CONFIG)),--config $(CONFIG))
+gate:  ## exit 0 pass, 1 refused, 2 error: make gate MODEL=dir [CONFIG=file] [DATA=file | METRICS=file] [BACKEND=] [LIMIT=n]
+	$(PYTHON) -m train.gate --model $(MODEL) $(GATE_SOURCE) --backend $(BACKEND) $(GATE_THRESHOLDS) $(if $(LIMIT),--limit $(LIMIT))
 
 tune:  ## Optuna search on a subset: make tune CONFIG=configs/smoke.yaml
 	$(PYTHON) -m train.tune --config $(CONFIG)

@@ -7,7 +7,6 @@ builds one. Nothing here imports torch or transformers.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -25,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 from serve.batching import BatcherClosed
 from serve.decoding import Answer
 from serve.errors import ModelLoadError
+from serve.hashing import file_sha256
 from serve.metrics import ServiceMetrics
 from serve.openapi import openapi_document
 from serve.settings import Settings, weight_files
@@ -128,11 +128,7 @@ def model_version(model_dir: Path | None, backend: str | None = None) -> str:
     for name in weight_files(backend):
         path = Path(model_dir) / name
         if path.is_file():
-            digest = hashlib.sha256()
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            return "sha256:" + digest.hexdigest()[:12]
+            return "sha256:" + file_sha256(path, decompress_gzip=False)[:12]
     return "unknown"
 
 

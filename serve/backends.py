@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from serve.errors import ModelLoadError
+from serve.hashing import file_sha256
 
 TORCH = "torch"
 ONNX_INT8 = "onnx-int8"
@@ -177,10 +178,12 @@ def load_backend(name: str, model_dir: Path, threads: int | None = None) -> Back
 
 
 def int8_gate_passed(model_dir: Path) -> bool:
-    """True when DIR/gate.json records a passed gate for the int8 graph.
+    """True when DIR/gate.json records a passed gate for the int8 graph that is on disk now.
 
     Accepts the record keyed by backend ({"onnx-int8": {"passed": true, ...}, ...}) that
-    `make gate` writes, or a single record ({"passed": true, "backend": "onnx-int8"}).
+    `make gate` writes, or a single record ({"passed": true, "backend": "onnx-int8"}). The record's
+    graph_sha256 must match the graph: a re-export that yields the same bytes (as `make setup`
+    does for the shipped model) keeps its gate, any other graph has not been gated.
     An absent or unreadable record means not gated.
     """
     try:
@@ -191,7 +194,13 @@ def int8_gate_passed(model_dir: Path) -> bool:
         return False
     if "passed" not in record:
         record = record.get(ONNX_INT8)
-    return isinstance(record, dict) and record.get("backend") == ONNX_INT8 and record.get("passed") is True
+    if not (isinstance(record, dict) and record.get("backend") == ONNX_INT8 and record.get("passed") is True):
+        return False
+    graph = Path(model_dir) / ONNX_FILES[ONNX_INT8]
+    try:
+        return record.get("graph_sha256") == file_sha256(graph, decompress_gzip=False)
+    except OSError:
+        return False
 
 
 def resolve_backend_name(name: str, model_dir: Path) -> str:

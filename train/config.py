@@ -35,6 +35,13 @@ class ModelConfig:
     name_or_path: str
     # sha256 of model.safetensors; checked before training when set.
     expected_sha256: str | None = None
+    # Overrides every dropout probability of the base model (hidden and attention) when set. On a
+    # CPU the dropout masks cost ~14 % of a MiniLM training step (measured: aten::bernoulli_).
+    dropout: float | None = None
+
+    def validate(self, source: str) -> None:
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ConfigError(source, "model.dropout", f"must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -198,7 +205,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
 def config_from_dict(raw: Any, source: str = "<memory>") -> ExperimentConfig:
     config = _build(ExperimentConfig, raw, source, "")
     config.source = source
-    for section in (config.data, config.preprocessing, config.training, config.gate, config.tune):
+    for section in (config.model, config.data, config.preprocessing, config.training, config.gate, config.tune):
         section.validate(source)
     return config
 

@@ -8,12 +8,13 @@ with an error naming the file and the question id, before any training time is s
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from serve.hashing import file_sha256  # noqa: F401 - re-exported for train/
 
 
 class SquadFormatError(ValueError):
@@ -54,17 +55,6 @@ def read_json(path: str | Path) -> Any:
         raise SquadFormatError(path, "file not found") from exc
     except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SquadFormatError(path, f"not readable SQuAD JSON: {exc}") from exc
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of the file's content, decompressed when it is gzip (as SOURCES.md lists them)."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_squad(path: str | Path, require_answers: bool = True) -> list[SquadExample]:

@@ -165,15 +165,31 @@ def _masked_max_abs_diff(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> floa
 
 
 def forget_onnx_gates(model_dir: Path) -> None:
-    """New graphs have not been gated: drop their backends' records so `auto` will not pick them."""
-    record_path = Path(model_dir) / "gate.json"
+    """New graphs have not been gated: drop each ONNX backend's record unless it names the bytes now on
+    disk (graph_sha256), so a deterministic re-export keeps its verdict and any other graph loses it."""
+    from serve.backends import ONNX_FILES
+    from serve.hashing import file_sha256
+
+    model_dir = Path(model_dir)
+    record_path = model_dir / "gate.json"
     try:
         records = json.loads(record_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
-    if isinstance(records, dict) and ({"onnx-int8", "onnx-fp32"} & records.keys()):
-        for backend in ("onnx-int8", "onnx-fp32"):
-            records.pop(backend, None)
+    if not isinstance(records, dict):
+        return
+    stale = []
+    for backend, graph in ONNX_FILES.items():
+        record = records.get(backend)
+        if record is None:
+            continue
+        path = model_dir / graph
+        current = file_sha256(path, decompress_gzip=False) if path.is_file() else None
+        if not isinstance(record, dict) or current is None or record.get("graph_sha256") != current:
+            stale.append(backend)
+    if stale:
+        for backend in stale:
+            records.pop(backend)
         record_path.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
 
 

@@ -2,7 +2,8 @@
 
     python -m train.gate --model DIR [--data FILE | --metrics FILE] [--config CFG] [--backend B]
 
-Thresholds come from --config or the config saved with the model (DIR/train_config.yaml).
+Thresholds come from --config; else from the config file the model was trained with (its path is in
+DIR/metrics.json), so editing that file moves the gate; else from the copy saved in DIR/train_config.yaml.
 Scores come from --metrics, or from evaluating the model now on --data (default: the config's
 validation file and max_eval_examples). Prints a table and exits 0 on pass, 1 on refusal, 2 on error.
 """
@@ -17,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from serve.backends import ONNX_FILES
 from serve.errors import ModelLoadError
+from serve.hashing import file_sha256
 from train.config import ConfigError, ExperimentConfig, load_config
 from train.data import SquadFormatError
 from train.evaluate import positive_int
@@ -72,7 +75,17 @@ def format_table(checks: Sequence[Check]) -> str:
 
 
 def resolve_config(model_dir: Path, config_path: str | None) -> ExperimentConfig:
-    path = Path(config_path) if config_path else model_dir / SAVED_CONFIG
+    """Thresholds from --config; else from the config file the model was trained with (named in its
+    metrics.json), so an edit to that file takes effect; else from the copy saved with the model."""
+    if config_path:
+        return load_config(config_path)
+    try:
+        trained_with = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))["training"]["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        trained_with = None
+    if isinstance(trained_with, str) and Path(trained_with).is_file():
+        return load_config(trained_with)
+    path = model_dir / SAVED_CONFIG
     if not path.exists():
         raise ConfigError(path, "", "no gate thresholds: pass --config or train the model with this project")
     return load_config(path)
@@ -131,6 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": config.source,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    graph = model_dir / ONNX_FILES.get(str(metrics.get("backend")), "-")
+    if graph.is_file():  # ties an ONNX verdict to these exact bytes (serve.backends.int8_gate_passed)
+        record["graph_sha256"] = file_sha256(graph, decompress_gzip=False)
     try:
         records = json.loads((model_dir / GATE_RECORD).read_text()) if (model_dir / GATE_RECORD).exists() else {}
         if not isinstance(records, dict):

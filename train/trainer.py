@@ -148,13 +148,15 @@ class TimeBox(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         now = self.clock()
-        if self.max_seconds is not None and _any_rank(now - self.started >= self.max_seconds, args.device):
+        out_of_time = self.max_seconds is not None and now - self.started >= self.max_seconds
+        save_due = self.save_every_seconds is not None and now - self.last_save >= self.save_every_seconds
+        if _any_rank(out_of_time, args.device):
             if state.global_step < state.max_steps:
                 self.stopped = True
                 control.should_training_stop = True
                 control.should_save = True
                 control.should_log = True
-        elif self.save_every_seconds is not None and _any_rank(now - self.last_save >= self.save_every_seconds, args.device):
+        elif _any_rank(save_due, args.device):
             control.should_save = True
         return control
 

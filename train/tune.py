@@ -42,7 +42,7 @@ def run(config: ExperimentConfig, n_trials: int | None = None) -> dict:
     from transformers import AutoModelForQuestionAnswering
 
     from train.model_source import resolve_model_source
-    from train.train import build_trainer, load_base, load_data
+    from train.train import build_trainer, dropout_overrides, load_base, load_data
 
     tune = config.tune
     config = replace(
@@ -56,7 +56,7 @@ def run(config: ExperimentConfig, n_trials: int | None = None) -> dict:
     data = load_data(config)
 
     def model_init(trial=None):
-        return AutoModelForQuestionAnswering.from_pretrained(source)
+        return AutoModelForQuestionAnswering.from_pretrained(source, **dropout_overrides(source, config.model.dropout))
 
     trainer, _ = build_trainer(config, model_init=model_init, tokenizer=tokenizer, windower=windower,
                                train_examples=data.train, eval_examples=data.evaluation, save_strategy="no",
@@ -73,8 +73,8 @@ def run(config: ExperimentConfig, n_trials: int | None = None) -> dict:
         "best_f1": best.objective,
         "best_params": {("warmup_ratio" if k == "warmup_steps" else k): v for k, v in best.hyperparameters.items()},
         "n_trials": n_trials or tune.n_trials,
-        "train_examples": len(train_examples),
-        "eval_examples": len(eval_examples),
+        "train_examples": len(data.train),
+        "eval_examples": len(data.evaluation),
         "config": config.source,
     }
     output = Path(tune.output_file or Path(config.training.output_dir).parent / "best_params.json")

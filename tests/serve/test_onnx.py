@@ -128,7 +128,8 @@ def model_dir_with(tmp_path: Path, files: list[str], gate: dict | None = None) -
 
 
 BOTH = [ONNX_FILES[ONNX_INT8], ONNX_FILES[ONNX_FP32]]
-INT8_PASSED = {"passed": True, "backend": ONNX_INT8}
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # the placeholder graphs' bytes
+INT8_PASSED = {"passed": True, "backend": ONNX_INT8, "graph_sha256": EMPTY_SHA256}
 
 
 @pytest.mark.parametrize(
@@ -143,6 +144,8 @@ INT8_PASSED = {"passed": True, "backend": ONNX_INT8}
         (BOTH, {TORCH: {"passed": True, "backend": TORCH}}, ONNX_FP32),  # fp32 passing says nothing of int8
         ([ONNX_FILES[ONNX_INT8]], None, TORCH),
         ([ONNX_FILES[ONNX_FP32]], {ONNX_INT8: INT8_PASSED}, ONNX_FP32),  # gated, but the graph is gone
+        (BOTH, {ONNX_INT8: {**INT8_PASSED, "graph_sha256": "0" * 64}}, ONNX_FP32),  # gated other bytes
+        (BOTH, {ONNX_INT8: {"passed": True, "backend": ONNX_INT8}}, ONNX_FP32),  # no graph hash: not gated
     ],
 )
 def test_auto_picks_int8_only_when_it_exists_and_passed_its_gate(tmp_path, files, gate, expected):

@@ -100,3 +100,38 @@ def test_data_needs_files_or_dataset_name():
     raw["data"] = {"train_file": "t.json"}
     with pytest.raises(ConfigError, match="set train_file and validation_file, or dataset_name"):
         config_from_dict(raw)
+
+
+def test_dropout_override_reaches_every_dropout_of_bert_and_distilbert(tiny_bert_dir, tiny_distilbert_dir):
+    from transformers import AutoModelForQuestionAnswering
+
+    from train.train import dropout_overrides
+
+    assert dropout_overrides(str(tiny_bert_dir), None) == {}
+    for directory, names in ((tiny_bert_dir, {"hidden_dropout_prob", "attention_probs_dropout_prob",
+                                              "classifier_dropout"}),
+                             (tiny_distilbert_dir, {"dropout", "attention_dropout", "qa_dropout"})):
+        overrides = dropout_overrides(str(directory), 0.0)
+        assert set(overrides) == names
+        model = AutoModelForQuestionAnswering.from_pretrained(str(directory), **overrides)
+        probabilities = {m.p for m in model.modules() if isinstance(m, torch_dropout())}
+        assert probabilities == {0.0}, probabilities
+
+
+def torch_dropout():
+    import torch
+
+    return torch.nn.Dropout
+
+
+def test_dropout_must_be_a_probability(tmp_path):
+    import yaml
+
+    from train.config import ConfigError, load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"model": {"name_or_path": "x", "dropout": 1.5},
+                                    "data": {"train_file": "a", "validation_file": "b"},
+                                    "training": {"output_dir": "o"}, "gate": {"exact_match": 1, "f1": 1}}))
+    with pytest.raises(ConfigError, match=r"model\.dropout: must be in \[0, 1\), got 1.5"):
+        load_config(path)

@@ -1,0 +1,101 @@
+"""Package a trained directory as the shipped model: fp16 weights, no training leftovers.
+
+    python -m train.package --model outputs/minilm-squad --out models/minilm-l6-squad [--data dev.json.gz]
+
+Writes OUT with the tokenizer, config, qa.json, card, training curve and logs, and model.safetensors
+in float16 (half the bytes; the backends compute in float32). Because rounding to fp16 changes the
+weights, OUT is scored again on the full --data file (default: the training config's validation
+file) through the serving engine, and that is the metrics.json the card and the gate use.
+Exit codes: 0 ok, 2 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+WEIGHTS = "model.safetensors"
+# Written by training, never read by serving or the card; predictions.json quotes dev text and
+# would put SQuAD excerpts into git.
+LEFTOVERS = ("checkpoint-*", "runs", "onnx", "eval", "gate.json", "predictions.json", "training_args.bin", WEIGHTS)
+
+
+class PackageError(ValueError):
+    pass
+
+
+def to_float16(src: Path, dest: Path) -> int:
+    """Copy a safetensors file with every float32 tensor stored as float16; returns the bytes written."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(src))
+    converted = {name: (t.astype(np.float16) if t.dtype == np.float32 else t) for name, t in tensors.items()}
+    save_file(converted, str(dest), metadata={"format": "pt"})
+    return dest.stat().st_size
+
+
+def package(model_dir: str | Path, out: str | Path, data_file: str | None = None) -> dict:
+    """Build OUT from MODEL_DIR and score it; returns OUT's metrics."""
+    from train.card import write_model_card
+    from train.config import load_config
+    from train.evaluate import evaluate_model, write_json
+
+    model_dir, out = Path(model_dir), Path(out)
+    for name in (WEIGHTS, "config.json", "metrics.json", "train_config.yaml"):
+        if not (model_dir / name).is_file():
+            raise PackageError(f"{model_dir} is not a trained model directory: {name} is missing")
+    source_metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
+    config = load_config(model_dir / "train_config.yaml")
+    config.source = source_metrics.get("training", {}).get("config") or config.source
+    data_file = data_file or config.data.validation_file
+    if not data_file:
+        raise PackageError(f"{model_dir}/train_config.yaml: data.validation_file is not set; pass --data")
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns(*LEFTOVERS))
+    to_float16(model_dir / WEIGHTS, staging / WEIGHTS)
+    model_config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
+    model_config["dtype"] = "float16"
+    (staging / "config.json").write_text(json.dumps(model_config, indent=2) + "\n", encoding="utf-8")
+    _, metrics = evaluate_model(staging, data_file, "torch", None)
+    metrics["model_dir"] = str(out)
+    metrics["training"] = source_metrics.get("training", {})
+    metrics["packaged_from"] = {"model_dir": str(model_dir), "exact_match": source_metrics.get("exact_match"),
+                                "f1": source_metrics.get("f1"), "questions": source_metrics.get("questions"),
+                                "weights": "float32"}
+    write_json(staging / "metrics.json", metrics)
+    write_model_card(staging, config, metrics)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="trained model directory (training.output_dir)")
+    parser.add_argument("--out", required=True, help="the shipped directory to (re)write")
+    parser.add_argument("--data", help="SQuAD file to score OUT on (default: the config's validation file)")
+    args = parser.parse_args(argv)
+    from serve.errors import ModelLoadError
+    from train.config import ConfigError
+    from train.data import SquadFormatError
+
+    try:
+        metrics = package(args.model, args.out, args.data)
+    except (PackageError, ConfigError, SquadFormatError, ModelLoadError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in Path(args.out).rglob("*") if p.is_file())
+    print(json.dumps({"out": args.out, "exact_match": metrics["exact_match"], "f1": metrics["f1"],
+                      "questions": metrics["questions"], "bytes": size}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
