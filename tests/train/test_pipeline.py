@@ -41,13 +41,17 @@ def run_module(*args, check=True, **kwargs):
     return result
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, fixtures_dir):
-    root = tmp_path_factory.mktemp("pipeline")
+def train_tiny(root: Path, fixtures_dir: Path) -> dict:
+    """A tiny random BERT trained on the fixture under root: {"root", "base", "config", "model"}."""
     base = make_tiny_model(root / "base", "bert")
     config = write_config(root / "tiny.yaml", base, root / "model", fixtures_dir, eval_each_epoch=False)
     run_module("train.train", "--config", str(config))
     return {"root": root, "base": base, "config": config, "model": root / "model"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, fixtures_dir):
+    return train_tiny(tmp_path_factory.mktemp("pipeline"), fixtures_dir)
 
 
 def test_training_writes_a_complete_model_directory(trained):
@@ -61,7 +65,7 @@ def test_training_writes_a_complete_model_directory(trained):
     assert metrics["training"]["train_windows"] >= 17
     assert len(metrics["data_sha256"]) == 64
     card = (model / "README.md").read_text()
-    assert f"| F1 | {metrics['f1']:.2f} |" in card
+    assert f"| torch (fp32) | {metrics['exact_match']:.2f} | {metrics['f1']:.2f} | 17 |" in card
     assert metrics["training"]["train_sha256"] in card
 
 
