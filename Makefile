@@ -57,10 +57,9 @@ gate:  ## exit 0 pass, 1 refused, 2 error: make gate MODEL=dir [CONFIG=file] [DA
 	$(PYTHON) -m train.gate --model $(MODEL) $(GATE_SOURCE) --backend $(BACKEND) $(GATE_THRESHOLDS) $(if $(LIMIT),--limit $(LIMIT))
 
 FROM ?= outputs/minilm-squad
-package:  ## the shipped model from a trained dir: fp16, scored on all of DEV_DATA, exported, both backends gated: make package [FROM=dir] [MODEL=dir]
+package:  ## the shipped model from a trained dir: fp16, exported, scored on all of DEV_DATA, fp32 and int8 gated: make package [FROM=dir] [MODEL=dir]
 	$(PYTHON) -m train.package --model $(FROM) --out $(MODEL) --data $(DEV_DATA)
 	$(PYTHON) -m train.gate --model $(MODEL) --metrics $(MODEL)/metrics.json
-	$(PYTHON) -m train.export --model $(MODEL)
 	$(PYTHON) -m train.gate --model $(MODEL) --data $(DEV_DATA) --backend onnx-int8
 	$(PYTHON) -m train.card --model $(MODEL)
 

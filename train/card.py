@@ -50,7 +50,7 @@ def _read_json(path: Path):
 
 def _score_rows(out: Path, metrics: dict) -> list[str]:
     """One row per backend scored on the same questions: fp32 from metrics.json, others from eval/."""
-    rows = [(metrics.get("backend", "torch") + " (fp32)", metrics)]
+    rows = [(metrics.get("backend", "torch"), metrics)]
     for path in sorted((out / "eval").glob("metrics-*.json")):
         other = _read_json(path)
         if (isinstance(other, dict) and other.get("backend") not in (None, metrics.get("backend"))

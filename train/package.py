@@ -4,9 +4,10 @@
 
 Writes OUT with the tokenizer, config, qa.json, card, training curve and logs, and model.safetensors
 in float16 (half the bytes; the backends compute in float32). Because rounding to fp16 changes the
-weights, OUT is scored again on the full --data file (default: the training config's validation
-file) through the serving engine, and that is the metrics.json the card and the gate use.
-Exit codes: 0 ok, 2 error.
+weights, OUT is exported to ONNX and scored again on the full --data file (default: the training
+config's validation file) through the serving engine with the fp32 graph (the export checks it
+against torch; it is 2-3x faster to evaluate here), and that is the metrics.json the card and the
+gate use. Exit codes: 0 ok, 2 error.
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ def to_float16(src: Path, dest: Path) -> int:
 
 def package(model_dir: str | Path, out: str | Path, data_file: str | None = None) -> dict:
     """Build OUT from MODEL_DIR and score it; returns OUT's metrics."""
+    from serve.backends import ONNX_FP32
     from train.card import write_model_card
     from train.config import load_config
     from train.evaluate import evaluate_model, write_json
+    from train.export import export_model
 
     model_dir, out = Path(model_dir), Path(out)
     for name in (WEIGHTS, "config.json", "metrics.json", "train_config.yaml"):
@@ -62,7 +65,8 @@ def package(model_dir: str | Path, out: str | Path, data_file: str | None = None
     model_config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
     model_config["dtype"] = "float16"
     (staging / "config.json").write_text(json.dumps(model_config, indent=2) + "\n", encoding="utf-8")
-    _, metrics = evaluate_model(staging, data_file, "torch", None)
+    export_model(staging, log=lambda _message: None)
+    _, metrics = evaluate_model(staging, data_file, ONNX_FP32, None)
     metrics["model_dir"] = str(out)
     metrics["training"] = source_metrics.get("training", {})
     metrics["packaged_from"] = {"model_dir": str(model_dir), "exact_match": source_metrics.get("exact_match"),
@@ -85,10 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from serve.errors import ModelLoadError
     from train.config import ConfigError
     from train.data import SquadFormatError
+    from train.export import ExportError
 
     try:
         metrics = package(args.model, args.out, args.data)
-    except (PackageError, ConfigError, SquadFormatError, ModelLoadError, OSError) as exc:
+    except (PackageError, ConfigError, SquadFormatError, ModelLoadError, ExportError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     size = sum(p.stat().st_size for p in Path(args.out).rglob("*") if p.is_file())

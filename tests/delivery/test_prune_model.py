@@ -1,7 +1,7 @@
 """docker/prune_model.py: what goes into the image's model directory."""
 
-import importlib.util
 import hashlib
+import importlib.util
 import json
 import stat
 from pathlib import Path

@@ -40,8 +40,9 @@ def test_metrics_are_those_of_the_stored_weights(packaged, fixtures_dir, tmp_pat
     metrics = json.loads((packaged["out"] / "metrics.json").read_text())
     assert metrics["packaged_from"]["weights"] == "float32"
     assert metrics["questions"] == 17 and metrics["training"]["train_windows"] >= 17
+    assert metrics["backend"] == "onnx-fp32"  # the packaged directory is exported and scored on its fp32 graph
     run_module("train.evaluate", "--model", str(packaged["out"]), "--data", str(fixtures_dir / "tiny_squad.json"),
-               "--out", str(tmp_path), "--backend", "torch")
+               "--out", str(tmp_path), "--backend", "onnx-fp32")
     again = json.loads((tmp_path / "metrics.json").read_text())
     assert (again["exact_match"], again["f1"]) == (metrics["exact_match"], metrics["f1"])
     assert packaged["summary"]["f1"] == metrics["f1"]
@@ -67,7 +68,7 @@ def test_card_is_rendered_from_the_directory(packaged):
     run_module("train.card", "--model", str(packaged["out"]))
     metrics = json.loads((packaged["out"] / "metrics.json").read_text())
     card = (packaged["out"] / "README.md").read_text()
-    assert f"| torch (fp32) | {metrics['exact_match']:.2f} | {metrics['f1']:.2f} | 17 |" in card
+    assert f"| onnx-fp32 | {metrics['exact_match']:.2f} | {metrics['f1']:.2f} | 17 |" in card
     assert "float16" in card and metrics["training"]["train_sha256"] in card
     assert "| 1 |" in card  # the session table
 

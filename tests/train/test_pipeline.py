@@ -65,7 +65,7 @@ def test_training_writes_a_complete_model_directory(trained):
     assert metrics["training"]["train_windows"] >= 17
     assert len(metrics["data_sha256"]) == 64
     card = (model / "README.md").read_text()
-    assert f"| torch (fp32) | {metrics['exact_match']:.2f} | {metrics['f1']:.2f} | 17 |" in card
+    assert f"| torch | {metrics['exact_match']:.2f} | {metrics['f1']:.2f} | 17 |" in card
     assert metrics["training"]["train_sha256"] in card
 
 
