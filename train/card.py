@@ -157,8 +157,12 @@ def render(model_dir: str | Path) -> Path:
     metrics = _read_json(out / "metrics.json")
     if not isinstance(metrics, dict):
         raise ValueError(f"{out / 'metrics.json'} is missing or not a JSON object")
-    config = load_config(out / "train_config.yaml")
-    config.source = metrics.get("training", {}).get("config") or config.source
+    # The gate's rule: the config file the model was trained with (its thresholds may have moved), else the copy.
+    trained_with = metrics.get("training", {}).get("config")
+    if isinstance(trained_with, str) and Path(trained_with).is_file():
+        config = load_config(trained_with)
+    else:
+        config = load_config(out / "train_config.yaml")
     write_model_card(out, config, metrics)
     return out / "README.md"
 
