@@ -38,7 +38,7 @@ test:  ## run the whole test suite (offline)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
 
 lint:  ## static checks (ruff; make delivery-lint covers the Dockerfile, workflow and manifests)
-	$(PYTHON) -m ruff check serve train tests bench tools docker
+	$(PYTHON) -m ruff check qa serve train tests bench tools docker
 
 train:  ## fine-tune: make train CONFIG=configs/smoke.yaml [RESUME=1] [MAX_MINUTES=n]
 	$(PYTHON) -m train.train --config $(CONFIG) $(if $(RESUME),--resume) $(if $(MAX_MINUTES),--max-minutes $(MAX_MINUTES))

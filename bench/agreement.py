@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
-    from serve.engine import QAEngine
+    from qa.engine import QAEngine
     from train.metrics.squad_v1 import compute_score
 
     examples = load_examples(args.data, args.n, args.seed)

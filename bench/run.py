@@ -331,8 +331,8 @@ def profile_service(
     spinning threads of one process would slow the other's.) Medians are reported next to
     means because other work on a shared machine adds outliers.
     """
-    from serve.decoding import decode_example
-    from serve.engine import QAEngine
+    from qa.decoding import decode_example
+    from qa.engine import QAEngine
 
     engine = QAEngine.from_model_dir(model_dir, backend=backend, threads=threads, batch_size=16)
     for ex in examples[:WARMUP_REQUESTS]:
@@ -501,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from serve.backends import cores_per_worker, resolve_backend_name, usable_cores
+    from qa.backends import cores_per_worker, resolve_backend_name, usable_cores
 
     model_dir = args.model.resolve()
     if not (model_dir / "config.json").is_file():

@@ -20,22 +20,30 @@ from pathlib import Path
 # The serving package is beside this script's parent folder (repo root, or /src in the image).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+from qa.backends import ONNX_FP32, ONNX_INT8, resolve_backend_name  # noqa: E402 - after the path
+from qa.model_dir import (  # noqa: E402
+    CONFIG_FILE,
+    LEGACY_WEIGHTS_FILE,
+    ONNX_FP32_FILE,
+    ONNX_INT8_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+)
+
+TORCH_WEIGHTS = (WEIGHTS_FILE, LEGACY_WEIGHTS_FILE)
 # Directories and files written by training that serving never reads.
 TRAINING_LEFTOVERS = ("checkpoint-*", "runs", "optimizer.pt", "scheduler.pt", "rng_state*.pth",
                       "training_args.bin", "trainer_state.json", ".export-*")
-REQUIRED = ("config.json", "tokenizer.json")
+REQUIRED = (CONFIG_FILE, TOKENIZER_FILE)
 ONNX_GRAPHS = {
-    "int8": ("model.int8.onnx",),
-    "fp32": ("model.onnx",),
-    "both": ("model.int8.onnx", "model.onnx"),
+    "int8": (ONNX_INT8_FILE,),
+    "fp32": (ONNX_FP32_FILE,),
+    "both": (ONNX_INT8_FILE, ONNX_FP32_FILE),
 }
 
 
 def auto_graph(src: Path) -> str:
     """The graph the server's "auto" backend would serve from SRC (int8 only once gated)."""
-    from serve.backends import ONNX_FP32, ONNX_INT8, resolve_backend_name
-
     chosen = resolve_backend_name("auto", src)
     if chosen not in (ONNX_INT8, ONNX_FP32):
         raise SystemExit(
@@ -48,12 +56,12 @@ def prune(src: Path, dest: Path, onnx: str = "auto", keep_torch_weights: bool = 
     if onnx == "auto":
         onnx = auto_graph(src)
     wanted = ONNX_GRAPHS[onnx]
-    missing = [name for name in (*REQUIRED, *(f"onnx/{g}" for g in wanted)) if not (src / name).is_file()]
+    missing = [name for name in (*REQUIRED, *wanted) if not (src / name).is_file()]
     if missing:
         raise SystemExit(f"error: {src} lacks {', '.join(missing)}; export it with python -m train.export")
     if dest.exists():
         shutil.rmtree(dest)
-    unwanted_graphs = {g for graphs in ONNX_GRAPHS.values() for g in graphs} - set(wanted)
+    unwanted_graphs = {Path(g).name for graphs in ONNX_GRAPHS.values() for g in graphs} - {Path(g).name for g in wanted}
     skipped = [*TRAINING_LEFTOVERS, *unwanted_graphs, *([] if keep_torch_weights else TORCH_WEIGHTS)]
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*skipped))
     copied = sorted(p for p in dest.rglob("*"))

@@ -21,13 +21,15 @@ from typing import Any, Protocol
 from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from qa.backends import ONNX_FILES
+from qa.decoding import Answer
+from qa.errors import ModelLoadError
+from qa.files import file_sha256
+from qa.model_dir import weight_files
 from serve.batching import BatcherClosed
-from serve.decoding import Answer
-from serve.errors import ModelLoadError
-from serve.hashing import file_sha256
 from serve.metrics import ServiceMetrics
 from serve.openapi import openapi_document
-from serve.settings import Settings, weight_files
+from serve.settings import Settings
 
 log = logging.getLogger("serve.app")
 
@@ -125,7 +127,7 @@ def model_version(model_dir: Path | None, backend: str | None = None) -> str:
     """A short hash of the served weights: two deployments can tell whether they serve the same model."""
     if model_dir is None:
         return "unknown"
-    for name in weight_files(backend):
+    for name in weight_files(ONNX_FILES.get(backend or "")):
         path = Path(model_dir) / name
         if path.is_file():
             return "sha256:" + file_sha256(path, decompress_gzip=False)[:12]

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serve.decoding import Answer
-from serve.engine import QAEngine
-from serve.settings import SettingsError
-from serve.windowing import Window
+from qa.decoding import Answer
+from qa.engine import QAEngine
+from qa.errors import SettingsError
+from qa.windowing import Window
 
 # Measured on the 2-core target with MiniLM int8 (bench/README.md): combining requests did not
 # pay (concurrency 8: 80 rps at up to 4 windows per call vs 86 at 1, more CPU per answer)

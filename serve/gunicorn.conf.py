@@ -31,9 +31,10 @@ import time
 
 from gunicorn.glogging import Logger
 
-from serve.backends import usable_cores
-from serve.errors import ModelLoadError
-from serve.settings import Settings, SettingsError, check_model_dir, env_int
+from qa.backends import usable_cores
+from qa.errors import ModelLoadError, SettingsError
+from qa.model_dir import check_model_dir
+from serve.settings import Settings, env_int
 
 
 def _fail(message: str) -> None:

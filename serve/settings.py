@@ -16,20 +16,14 @@ Every variable is optional; a bad value stops start-up with one line that names 
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serve.errors import ModelLoadError
+from qa.errors import SettingsError
 
 DEFAULT_MODEL_DIR = "models/minilm-l6-squad"
-
-
-class SettingsError(ValueError):
-    """An environment variable has a value the service cannot use."""
 
 
 @dataclass(frozen=True)
@@ -102,70 +96,3 @@ def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name}={raw!r} is not a boolean (use 1 or 0)")
-
-
-def check_model_dir(model_dir: Path) -> None:
-    """Cheap start-up check of a model directory, without loading the weights.
-
-    Run by the gunicorn master before it forks workers, so a wrong path or a truncated
-    download fails in one line instead of as a crash loop of workers.
-    """
-    from tokenizers import Tokenizer
-
-    from serve.engine import TOKENIZER_FILE, InferenceParams
-
-    model_dir = Path(model_dir)
-    if not model_dir.exists():
-        raise ModelLoadError(model_dir, "no such directory")
-    if not model_dir.is_dir():
-        raise ModelLoadError(model_dir, "not a directory")
-    config = model_dir / "config.json"
-    if not config.is_file():
-        raise ModelLoadError(model_dir, "config.json is missing")
-    try:
-        if not isinstance(json.loads(config.read_text(encoding="utf-8")), dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(model_dir, f"config.json is not valid: {exc}") from None
-    tokenizer = model_dir / TOKENIZER_FILE
-    if not tokenizer.is_file():
-        raise ModelLoadError(model_dir, f"{TOKENIZER_FILE} is missing")
-    try:
-        Tokenizer.from_file(str(tokenizer))
-    except Exception as exc:  # noqa: BLE001 - any parse failure is the same problem for the user
-        raise ModelLoadError(model_dir, f"{TOKENIZER_FILE} is unreadable: {exc}") from None
-    InferenceParams.load(model_dir)
-    if not any((model_dir / name).is_file() for name in weight_files()):
-        raise ModelLoadError(model_dir, f"no weights file (expected one of {', '.join(weight_files())})")
-    safetensors = model_dir / "model.safetensors"
-    if safetensors.is_file():
-        _check_safetensors(model_dir, safetensors)
-
-
-def weight_files(backend: str | None = None) -> tuple[str, ...]:
-    """Weight files relative to a model directory, the given backend's first."""
-    from serve.backends import ONNX_FILES
-
-    names = ["model.safetensors", *ONNX_FILES.values(), "pytorch_model.bin"]
-    if backend in ONNX_FILES:
-        names.insert(0, names.pop(names.index(ONNX_FILES[backend])))
-    return tuple(names)
-
-
-def _check_safetensors(model_dir: Path, path: Path) -> None:
-    """The header must parse and every tensor must lie inside the file (catches truncation)."""
-    size = path.stat().st_size
-    try:
-        with path.open("rb") as handle:
-            (header_len,) = struct.unpack("<Q", handle.read(8))
-            if header_len > size - 8:
-                raise ValueError("header longer than the file")
-            header = json.loads(handle.read(header_len))
-        data_size = size - 8 - header_len
-        end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"), default=0)
-    except (OSError, ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
-        raise ModelLoadError(model_dir, f"model.safetensors is corrupt: {exc}") from None
-    if end > data_size:
-        raise ModelLoadError(
-            model_dir, f"model.safetensors is truncated: {data_size} data bytes, tensors need {end}"
-        )

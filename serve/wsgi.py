@@ -17,14 +17,14 @@ import sys
 
 from flask import Flask
 
+from qa.errors import ModelLoadError, SettingsError
 from serve.app import AnswerEngine, create_app
-from serve.errors import ModelLoadError
-from serve.settings import Settings, SettingsError
+from serve.settings import Settings
 
 
 def build_engine(settings: Settings) -> AnswerEngine:
+    from qa.engine import QAEngine
     from serve.batching import MicroBatcher
-    from serve.engine import QAEngine
 
     engine = QAEngine.from_model_dir(settings.model_dir, backend=settings.backend)
     # One model call at a time per worker, so request threads never fight over the cores the

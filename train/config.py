@@ -8,6 +8,7 @@ names the file and the dotted field, e.g. `configs/x.yaml: training.learnin_rate
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import types
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from qa.model_dir import METRICS_FILE, TRAIN_CONFIG_FILE
+from qa.params import InferenceParams, InvalidParams
 
 DEFAULT_SQUAD_DIR = "../shared/data/squad"
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -70,24 +74,6 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(source, f"data.{name}", f"must be positive, got {value}")
-
-
-@dataclass
-class PreprocessingConfig:
-    max_seq_length: int = 384
-    doc_stride: int = 128
-    max_query_length: int = 64
-    n_best: int = 20
-    max_answer_length: int = 30
-
-    def validate(self, source: str) -> None:
-        for f in fields(self):
-            if getattr(self, f.name) <= 0:
-                raise ConfigError(source, f"preprocessing.{f.name}", "must be positive")
-        if self.max_query_length + self.doc_stride + 4 > self.max_seq_length:
-            raise ConfigError(
-                source, "preprocessing.doc_stride", "max_query_length + doc_stride leaves no room for context"
-            )
 
 
 @dataclass
@@ -178,7 +164,8 @@ class ExperimentConfig:
     data: DataConfig
     training: TrainingConfig
     gate: GateConfig
-    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
+    # The model's InferenceParams, saved with it as qa.json (one type for training and serving).
+    preprocessing: InferenceParams = field(default_factory=InferenceParams)
     tune: TuneConfig = field(default_factory=TuneConfig)
     # Where the config was read from; not a YAML key.
     source: str = field(default="<memory>", metadata={"internal": True})
@@ -202,11 +189,36 @@ def load_config(path: str | Path) -> ExperimentConfig:
     return config_from_dict(raw, source=str(path))
 
 
+def model_config(model_dir: str | Path, override: str | Path | None = None) -> ExperimentConfig:
+    """The config whose thresholds judge a model directory (the gate's and the card's rule).
+
+    `override` when given; else the config file the model was trained with (named in its
+    metrics.json), so an edit to that file moves the gate; else the copy saved with the model.
+    """
+    if override:
+        return load_config(override)
+    model_dir = Path(model_dir)
+    try:
+        trained_with = json.loads((model_dir / METRICS_FILE).read_text(encoding="utf-8"))["training"]["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        trained_with = None
+    if isinstance(trained_with, str) and Path(trained_with).is_file():
+        return load_config(trained_with)
+    saved = model_dir / TRAIN_CONFIG_FILE
+    if not saved.exists():
+        raise ConfigError(saved, "", "no gate thresholds: pass --config or train the model with this project")
+    return load_config(saved)
+
+
 def config_from_dict(raw: Any, source: str = "<memory>") -> ExperimentConfig:
     config = _build(ExperimentConfig, raw, source, "")
     config.source = source
-    for section in (config.model, config.data, config.preprocessing, config.training, config.gate, config.tune):
+    for section in (config.model, config.data, config.training, config.gate, config.tune):
         section.validate(source)
+    try:
+        config.preprocessing.validate()
+    except InvalidParams as exc:
+        raise ConfigError(source, f"preprocessing.{exc.field}", exc.problem) from None
     return config
 
 

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serve.hashing import file_sha256  # noqa: F401 - re-exported for train/
-
 
 class SquadFormatError(ValueError):
     def __init__(self, path: str | Path, problem: str, question_id: str | None = None) -> None:

@@ -3,7 +3,7 @@
     python -m train.evaluate --model DIR --data dev-v1.1.json.gz --out DIR [--backend auto] [--limit N]
 
 Writes OUT/predictions.json ({question id: answer text}, the official format) and
-OUT/metrics.json. The answers come from `serve.engine.QAEngine`, the code the service runs.
+OUT/metrics.json. The answers come from `qa.engine.QAEngine`, the code the service runs.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from serve.engine import QAEngine
-from serve.errors import ModelLoadError
-from train.data import SquadExample, SquadFormatError, file_sha256, load_squad, references
+from qa.engine import QAEngine
+from qa.errors import ModelLoadError
+from qa.files import file_sha256, write_json
+from qa.model_dir import METRICS_FILE, PREDICTIONS_FILE
+from train.cli import positive_int, run_stage
+from train.data import SquadExample, SquadFormatError, load_squad, references
 from train.metrics.squad_v1 import compute_score
 
 
@@ -69,18 +72,6 @@ def evaluate_model(
     return predictions, metrics
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def write_json(path: Path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="model directory")
@@ -89,16 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", default="auto", help="auto, torch, onnx-fp32 or onnx-int8")
     parser.add_argument("--limit", type=positive_int, default=None, help="score only the first N questions")
     args = parser.parse_args(argv)
-    try:
+
+    def stage() -> None:
         predictions, metrics = evaluate_model(args.model, args.data, args.backend, args.limit)
-    except (ModelLoadError, SquadFormatError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    write_json(out / "predictions.json", predictions)
-    write_json(out / "metrics.json", metrics)
-    print(json.dumps({k: metrics[k] for k in ("exact_match", "f1", "questions", "elapsed_s", "backend")}))
-    return 0
+        out = Path(args.out)
+        write_json(out / PREDICTIONS_FILE, predictions)
+        write_json(out / METRICS_FILE, metrics)
+        print(json.dumps({k: metrics[k] for k in ("exact_match", "f1", "questions", "elapsed_s", "backend")}))
+
+    return run_stage(stage, (ModelLoadError, SquadFormatError))
 
 
 if __name__ == "__main__":

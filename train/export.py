@@ -13,8 +13,6 @@ read these files with onnxruntime alone.
 from __future__ import annotations
 
 import argparse
-import inspect
-import json
 import os
 import sys
 import tempfile
@@ -25,16 +23,22 @@ from pathlib import Path
 
 import numpy as np
 
-# File names are shared with serve/backends.py by convention (serve/ must not import train/).
-ONNX_SUBDIR = "onnx"
-FP32_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
-EXPORT_INFO_FILE = "export.json"
-OUTPUT_NAMES = ("start_logits", "end_logits")
-CANDIDATE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+from qa.backends import ONNX_FILES, OUTPUT_NAMES, model_inputs, ort_session
+from qa.files import file_sha256, write_json
+from qa.model_dir import (
+    CONFIG_FILE,
+    GATE_RECORD,
+    ONNX_DIR,
+    ONNX_EXPORT_INFO_FILE,
+    ONNX_FP32_FILE,
+    ONNX_INT8_FILE,
+    read_gate_records,
+)
+from train.cli import run_stage
+
+FP32_FILE = Path(ONNX_FP32_FILE).name
+INT8_FILE = Path(ONNX_INT8_FILE).name
 DEFAULT_OPSET = 17
-# Must match serve/backends.py: the graphs are verified as they will be served.
-ORT_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 QUANTIZED_OPS = ("MatMul", "Attention")
 # The fp32 graph must reproduce torch; anything larger means a broken export, not rounding.
 FP32_TOLERANCE = 1e-3
@@ -145,16 +149,8 @@ def _torch_reference(model, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, 
 
 
 def _run_onnx(path: Path, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(
-        str(path),
-        options,
-        providers=["CPUExecutionProvider"],
-        disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS),
-    )
+    # The serving backend's session settings: the graphs are verified as they will be served.
+    session = ort_session(path, threads=1)
     start, end = session.run(list(OUTPUT_NAMES), inputs)
     return start, end
 
@@ -167,16 +163,9 @@ def _masked_max_abs_diff(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> floa
 def forget_onnx_gates(model_dir: Path) -> None:
     """New graphs have not been gated: drop each ONNX backend's record unless it names the bytes now on
     disk (graph_sha256), so a deterministic re-export keeps its verdict and any other graph loses it."""
-    from serve.backends import ONNX_FILES
-    from serve.hashing import file_sha256
-
     model_dir = Path(model_dir)
-    record_path = model_dir / "gate.json"
-    try:
-        records = json.loads(record_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if not isinstance(records, dict):
+    records = read_gate_records(model_dir)
+    if not records:
         return
     stale = []
     for backend, graph in ONNX_FILES.items():
@@ -190,7 +179,7 @@ def forget_onnx_gates(model_dir: Path) -> None:
     if stale:
         for backend in stale:
             records.pop(backend)
-        record_path.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+        write_json(model_dir / GATE_RECORD, records)
 
 
 def export_model(
@@ -212,18 +201,17 @@ def export_model(
 
     began = time.perf_counter()
     model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise ExportError(f"{model_dir} is not a model directory (no config.json)")
+    if not (model_dir / CONFIG_FILE).is_file():
+        raise ExportError(f"{model_dir} is not a model directory (no {CONFIG_FILE})")
     model = _load_torch_model(model_dir)
-    accepted = inspect.signature(model.forward).parameters
-    input_names = [n for n in CANDIDATE_INPUTS if n in accepted]
+    input_names = list(model_inputs(model))
     num_heads, hidden_size = _model_dimensions(model.config)
 
     sample = _sample_inputs(input_names, model.config.vocab_size)
     # Reference first: the tracer may leave the module in a state that changes later outputs.
     reference = _torch_reference(model, sample)
 
-    out_dir = model_dir / ONNX_SUBDIR
+    out_dir = model_dir / ONNX_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     fp32_path, int8_path = out_dir / FP32_FILE, out_dir / INT8_FILE
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in (*input_names, *OUTPUT_NAMES)}
@@ -255,7 +243,7 @@ def export_model(
         fusion = FusionOptions("bert")
         # ORT's SkipLayerNormalization CPU kernel is ~6x slower than Add + LayerNormalization
         # (290 vs 47 us at 160x384, ORT 1.32): a quarter of the int8 model's time. The serving
-        # backend also disables ORT's own SkipLayerNormFusion (serve/backends.py).
+        # backend also disables ORT's own SkipLayerNormFusion (qa/backends.py).
         fusion.enable_skip_layer_norm = False
         optimized = optimize_model(
             str(raw_path),
@@ -320,7 +308,7 @@ def export_model(
         torch_version=torch.__version__,
         seconds=round(time.perf_counter() - began, 2),
     )
-    (out_dir / EXPORT_INFO_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
+    write_json(model_dir / ONNX_EXPORT_INFO_FILE, asdict(info))
     forget_onnx_gates(model_dir)
     log(
         f"wrote {fp32_path} ({fp32_path.stat().st_size / 1e6:.1f} MB) and {int8_path} "
@@ -351,19 +339,17 @@ def main(argv: list[str] | None = None) -> int:
         help="int8 embedding tables too (smaller, less accurate)",
     )
     args = parser.parse_args(argv)
-    try:
-        export_model(
+    return run_stage(
+        lambda: export_model(
             args.model,
             opset=args.opset,
             per_channel=not args.per_tensor,
             reduce_range=args.reduce_range,
             quantize_embeddings=args.quantize_embeddings,
             quantize_all_layers=args.quantize_all_layers,
-        )
-    except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        ),
+        (ExportError,),
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serve.windowing import Window, Windower
+from qa.windowing import Window, Windower
 from train.data import SquadExample
 
 CLS_INDEX = 0

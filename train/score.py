@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from train.cli import run_stage
 from train.data import SquadFormatError, load_squad, references
 from train.metrics.squad_v1 import compute_score
 
@@ -37,14 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--predictions", required=True)
     args = parser.parse_args(argv)
-    try:
+
+    def stage() -> None:
         refs = references(load_squad(args.data))
-        predictions = load_predictions(args.predictions)
-    except (SquadFormatError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(compute_score(refs, predictions)))
-    return 0
+        print(json.dumps(compute_score(refs, load_predictions(args.predictions))))
+
+    return run_stage(stage, (SquadFormatError, ValueError))
 
 
 if __name__ == "__main__":

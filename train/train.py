@@ -23,33 +23,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qa.files import file_sha256, write_json
+from qa.model_dir import (
+    GATE_RECORD,
+    HELDOUT_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    SESSIONS_FILE,
+    TRAIN_CONFIG_FILE,
+    TRAINING_CURVE_FILE,
+    TRAINING_LOG_FILE,
+    save_params,
+)
+from train.cli import run_stage
 from train.config import ConfigError, ExperimentConfig, load_config
-from train.data import SquadFormatError, file_sha256, load_split, pair_unanswerable, split_heldout_articles
+from train.data import SquadFormatError, load_split, pair_unanswerable, split_heldout_articles
 from train.model_source import ModelSourceError
 
 logger = logging.getLogger("train")
-SESSIONS_FILE = "sessions.json"  # one entry per training session (start or resume) of this output_dir
-HELDOUT_FILE = "heldout_articles.json"  # train articles kept out of training, for calibration
-
-
-def inference_params(config: ExperimentConfig):
-    from serve.engine import InferenceParams
-
-    p = config.preprocessing
-    return InferenceParams(p.max_seq_length, p.doc_stride, p.max_query_length, p.n_best, p.max_answer_length)
 
 
 def load_base(config: ExperimentConfig):
     """(tokenizer, windower, model) for the configured base model."""
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from serve.windowing import Windower
+    from qa.windowing import Windower
     from train.model_source import resolve_model_source
 
     source = resolve_model_source(config.model.name_or_path, config.model.expected_sha256)
     tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
-    p = config.preprocessing
-    windower = Windower(tokenizer.backend_tokenizer, p.max_seq_length, p.doc_stride, p.max_query_length)
+    windower = Windower.from_params(tokenizer.backend_tokenizer, config.preprocessing)
     model = AutoModelForQuestionAnswering.from_pretrained(source, **dropout_overrides(source, config.model.dropout))
     return tokenizer, windower, model
 
@@ -100,7 +103,7 @@ def build_trainer(config: ExperimentConfig, model=None, model_init=None, tokeniz
     """A SquadTrainer over windowed training features; returns (trainer, feature stats)."""
     import datasets
 
-    from serve.backends import TorchBackend
+    from qa.backends import TorchBackend
     from train.features import PaddingCollator, build_train_features
     from train.trainer import SquadTrainer, training_arguments
 
@@ -118,7 +121,7 @@ def build_trainer(config: ExperimentConfig, model=None, model_init=None, tokeniz
         processing_class=tokenizer,
         eval_examples=eval_examples,
         windower=windower,
-        params=inference_params(config),
+        params=config.preprocessing,
     )
     return trainer, stats
 
@@ -178,7 +181,7 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
     from transformers import set_seed
 
     from train.card import write_model_card, write_training_curve
-    from train.evaluate import evaluate_model, write_json
+    from train.evaluate import evaluate_model
     from train.trainer import TimeBox
 
     set_seed(config.training.seed)
@@ -218,11 +221,11 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
     })
     # Graphs and gate results of an earlier run in this directory describe other weights.
     shutil.rmtree(out / "onnx", ignore_errors=True)
-    (out / "gate.json").unlink(missing_ok=True)
-    inference_params(config).save(out)
-    (out / "train_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    write_json(out / "training_log.json", trainer.state.log_history)
-    write_training_curve(trainer.state.log_history, out / "training_curve.png")
+    (out / GATE_RECORD).unlink(missing_ok=True)
+    save_params(out, config.preprocessing)
+    (out / TRAIN_CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_json(out / TRAINING_LOG_FILE, trainer.state.log_history)
+    write_training_curve(trainer.state.log_history, out / TRAINING_CURVE_FILE)
     if data.heldout_titles:
         write_json(out / HELDOUT_FILE, {"seed": config.training.seed, "fraction": config.data.heldout_article_fraction,
                                        "questions": data.heldout_questions, "titles": data.heldout_titles})
@@ -230,14 +233,14 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
     if config.data.validation_file:
         predictions, metrics = evaluate_model(out, config.data.validation_file, "torch", config.data.max_eval_examples)
     else:  # Hub validation split (online users): same engine, no file checksum
-        from serve.engine import QAEngine
+        from qa.engine import QAEngine
         from train.evaluate import score_examples
 
         predictions, metrics = score_examples(QAEngine.from_model_dir(out, backend="torch"), data.evaluation, True)
         metrics.update({"model_dir": str(out), "backend": "torch", "data_file": config.data.dataset_name,
                         "data_sha256": None, "limit": config.data.max_eval_examples,
                         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    write_json(out / "predictions.json", predictions)
+    write_json(out / PREDICTIONS_FILE, predictions)
     total_seconds = sum(s["train_seconds"] for s in sessions)
     total_windows = sum((s["to_step"] - s["from_step"]) for s in sessions) * windows_per_step
     training = {
@@ -268,7 +271,7 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
         "resumed_from": checkpoint,
     }
     metrics["training"] = training
-    write_json(out / "metrics.json", metrics)
+    write_json(out / METRICS_FILE, metrics)
     write_model_card(out, config, metrics)
     logger.info("model written to %s: EM %.2f F1 %.2f", out, metrics.get("exact_match", 0), metrics.get("f1", 0))
     if not training["complete"]:
@@ -288,13 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_minutes is not None and args.max_minutes <= 0:
         parser.error(f"--max-minutes must be positive, got {args.max_minutes:g}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(args.config)
-        run(config, resume=args.resume, max_minutes=args.max_minutes)
-    except (ConfigError, SquadFormatError, ModelSourceError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_stage(lambda: run(load_config(args.config), resume=args.resume, max_minutes=args.max_minutes),
+                     (ConfigError, SquadFormatError, ModelSourceError, FileNotFoundError))
 
 
 if __name__ == "__main__":

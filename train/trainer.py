@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
-from serve.backends import TorchBackend
-from serve.engine import InferenceParams, QAEngine
-from serve.windowing import Windower
+from qa.backends import TorchBackend
+from qa.engine import QAEngine
+from qa.params import InferenceParams
+from qa.windowing import Windower
 from train.config import ExperimentConfig
 from train.data import SquadExample
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from train.cli import run_stage
 from train.config import ConfigError, ExperimentConfig, load_config
 from train.data import SquadFormatError
 from train.model_source import ModelSourceError
@@ -91,12 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-trials", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        run(load_config(args.config), args.n_trials)
-    except (ConfigError, SquadFormatError, ModelSourceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_stage(lambda: run(load_config(args.config), args.n_trials),
+                     (ConfigError, SquadFormatError, ModelSourceError))
 
 
 if __name__ == "__main__":

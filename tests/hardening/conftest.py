@@ -22,7 +22,7 @@ def start_gunicorn():
 
 @pytest.fixture(scope="session")
 def hardening_engine(tiny_bert_dir):
-    from serve.engine import QAEngine
+    from qa.engine import QAEngine
 
     return QAEngine.from_model_dir(tiny_bert_dir, backend="torch", threads=1)
 

@@ -41,7 +41,7 @@ class HoldingEngine:
 
 
 def build_app():
-    from serve.engine import QAEngine
+    from qa.engine import QAEngine
 
     settings = Settings.from_env()
     hold_dir = Path(os.environ["QA_TEST_HOLD_DIR"])

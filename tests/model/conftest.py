@@ -14,7 +14,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "models" / "minilm-l6-squad"
 
 @pytest.fixture(scope="session")
 def shipped_engine():
-    from serve.engine import QAEngine
+    from qa.engine import QAEngine
 
     if not (SHIPPED / "config.json").is_file():
         message = f"the shipped model is missing: {SHIPPED}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from qa.engine import QAEngine
 from serve.app import create_app
-from serve.engine import QAEngine
 from serve.settings import Settings
 
 

@@ -9,10 +9,11 @@ import threading
 
 import pytest
 
+from qa.decoding import Answer
+from qa.errors import ModelLoadError, SettingsError
+from qa.model_dir import check_model_dir
 from serve.app import WARMUP_QUESTION, create_app
-from serve.decoding import Answer
-from serve.errors import ModelLoadError
-from serve.settings import Settings, SettingsError, check_model_dir
+from serve.settings import Settings
 
 QUESTION = "Who discovered radium?"
 CONTEXT = (
@@ -356,7 +357,7 @@ def test_a_failed_background_load_is_reported_by_readyz(tmp_path):
 
 
 def test_eager_create_app_raises_the_model_load_error(tmp_path):
-    from serve.engine import QAEngine
+    from qa.engine import QAEngine
 
     missing = tmp_path / "missing"
     with pytest.raises(ModelLoadError, match="no such directory"):

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from qa.engine import QAEngine
 from serve.batching import BatcherClosed, MicroBatcher, padding_groups
-from serve.engine import QAEngine
 
 EXAMPLES = [
     ("Where was the treaty signed?", "After long talks, the treaty was finally signed in Lisbon in 1907."),
@@ -281,7 +281,8 @@ def test_settings_come_from_the_environment(engine, monkeypatch):
 
 
 def test_the_wsgi_engine_is_batched_with_the_environment_settings(tiny_bert_dir, monkeypatch):
-    from serve.settings import Settings, SettingsError
+    from qa.errors import SettingsError
+    from serve.settings import Settings
 
     # Importing serve.wsgi builds its app from the environment.
     monkeypatch.setenv("QA_MODEL_DIR", str(tiny_bert_dir))

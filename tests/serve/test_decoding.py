@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from serve.decoding import decode_example, rank_answers, window_candidates
-from serve.windowing import Window
+from qa.decoding import decode_example, rank_answers, window_candidates
+from qa.windowing import Window
 
 
 def make_window(context_offsets, question_tokens=2, example_index=0):

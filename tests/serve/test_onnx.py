@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from serve import backends
-from serve.backends import (
+from qa.backends import (
     ONNX_FILES,
     ONNX_FP32,
     ONNX_INT8,
@@ -23,8 +22,9 @@ from serve.backends import (
     default_threads,
     resolve_backend_name,
 )
-from serve.engine import QAEngine
-from serve.errors import ModelLoadError
+from qa.engine import QAEngine
+from qa.errors import ModelLoadError
+from qa import backends
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -196,7 +196,7 @@ def test_onnx_serving_path_never_imports_torch_or_transformers(onnx_bert_dir, ba
         f"""
         import json, sys
         from serve.batching import MicroBatcher
-        from serve.engine import QAEngine
+        from qa.engine import QAEngine
         engine = QAEngine.from_model_dir({str(onnx_bert_dir)!r}, backend={backend_name!r})
         batcher = MicroBatcher(engine)
         found = batcher.answer("Where was it signed?", "The treaty was signed in Lisbon.")

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from train.data import SquadFormatError, file_sha256, load_squad, parse_squad, references
+from qa.files import file_sha256
+from train.data import SquadFormatError, load_squad, parse_squad, references
 
 
 @pytest.fixture

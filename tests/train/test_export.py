@@ -10,7 +10,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from train.export import EXPORT_INFO_FILE, FP32_FILE, INT8_FILE, ONNX_SUBDIR, export_model, main
+from qa.model_dir import ONNX_DIR, ONNX_EXPORT_INFO_FILE
+from train.cli import EXIT_ERROR
+from train.export import FP32_FILE, INT8_FILE, export_model, main
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +50,16 @@ def session(path):
 )
 def test_writes_both_graphs_and_describes_their_inputs(exported, arch, expected_inputs):
     model_dir, info = exported[arch]
-    onnx_dir = model_dir / ONNX_SUBDIR
+    onnx_dir = model_dir / ONNX_DIR
     assert (onnx_dir / FP32_FILE).is_file() and (onnx_dir / INT8_FILE).is_file()
-    record = json.loads((onnx_dir / EXPORT_INFO_FILE).read_text())
+    record = json.loads((model_dir / ONNX_EXPORT_INFO_FILE).read_text())
     assert record["input_names"] == expected_inputs == info.input_names
     assert record["output_names"] == ["start_logits", "end_logits"]
     for name in (FP32_FILE, INT8_FILE):
         assert [i.name for i in session(onnx_dir / name).get_inputs()] == expected_inputs
     # Nothing else (scratch files of the export) is left behind.
-    assert sorted(p.name for p in onnx_dir.iterdir()) == sorted([EXPORT_INFO_FILE, FP32_FILE, INT8_FILE])
+    export_info = ONNX_EXPORT_INFO_FILE.rsplit("/", 1)[1]
+    assert sorted(p.name for p in onnx_dir.iterdir()) == sorted([export_info, FP32_FILE, INT8_FILE])
 
 
 @pytest.mark.parametrize("arch", ["bert", "distilbert"])
@@ -72,7 +75,7 @@ def test_fp32_graph_matches_torch_at_other_batch_and_sequence_sizes(exported, ar
         inputs["attention_mask"][0, length // 2 :] = 0
         inputs = {k: v for k, v in inputs.items() if k in info.input_names}
         expected = torch_logits(model_dir, inputs)
-        got = session(model_dir / ONNX_SUBDIR / FP32_FILE).run(["start_logits", "end_logits"], inputs)
+        got = session(model_dir / ONNX_DIR / FP32_FILE).run(["start_logits", "end_logits"], inputs)
         for e, g in zip(expected, got, strict=True):
             assert g.shape == (batch, length)
             keep = inputs["attention_mask"].astype(bool)
@@ -82,7 +85,7 @@ def test_fp32_graph_matches_torch_at_other_batch_and_sequence_sizes(exported, ar
 def test_graphs_declare_dynamic_batch_and_sequence_axes(exported):
     model_dir, _ = exported["bert"]
     for name in (FP32_FILE, INT8_FILE):
-        graph = onnx.load(str(model_dir / ONNX_SUBDIR / name)).graph
+        graph = onnx.load(str(model_dir / ONNX_DIR / name)).graph
         for value in (*graph.input, *graph.output):
             dims = value.type.tensor_type.shape.dim
             assert [d.dim_param for d in dims] == ["batch", "sequence"], (name, value.name)
@@ -91,11 +94,11 @@ def test_graphs_declare_dynamic_batch_and_sequence_axes(exported):
 def test_fp32_graph_is_fused_and_int8_graph_is_per_channel_quantised(exported):
     model_dir, info = exported["bert"]
     assert info.fused_operators.get("Attention") == 2  # one per layer of the tiny model
-    fp32_ops = {n.op_type for n in onnx.load(str(model_dir / ONNX_SUBDIR / FP32_FILE)).graph.node}
+    fp32_ops = {n.op_type for n in onnx.load(str(model_dir / ONNX_DIR / FP32_FILE)).graph.node}
     assert {"Attention", "EmbedLayerNormalization", "LayerNormalization"} <= fp32_ops
     # Left unfused on purpose: ORT's SkipLayerNormalization CPU kernel is the slow one.
     assert "SkipLayerNormalization" not in fp32_ops
-    int8 = onnx.load(str(model_dir / ONNX_SUBDIR / INT8_FILE)).graph
+    int8 = onnx.load(str(model_dir / ONNX_DIR / INT8_FILE)).graph
     int8_ops = {n.op_type for n in int8.node}
     assert {"MatMulInteger", "DynamicQuantizeLinear", "QAttention"} <= int8_ops
     # Embedding tables stay fp32 by default (a lookup gains nothing from int8, and loses accuracy).
@@ -113,8 +116,8 @@ def test_fp32_graph_is_fused_and_int8_graph_is_per_channel_quantised(exported):
         onnx.numpy_helper.to_array(s) for n, s in scales.items() if "weight" in n or "MatMul" in n
     ]
     assert weight_scales and any(s.size > 1 for s in weight_scales)
-    assert (model_dir / ONNX_SUBDIR / INT8_FILE).stat().st_size < (
-        model_dir / ONNX_SUBDIR / FP32_FILE
+    assert (model_dir / ONNX_DIR / INT8_FILE).stat().st_size < (
+        model_dir / ONNX_DIR / FP32_FILE
     ).stat().st_size
     assert info.fp32_max_abs_diff < 1e-4
     assert info.int8_max_abs_diff is not None and info.int8_max_abs_diff > 0
@@ -128,9 +131,9 @@ def test_the_float_node_is_in_the_first_layer(exported, arch):
 
 
 def test_cli_refuses_a_directory_without_a_model(tmp_path, capsys):
-    assert main(["--model", str(tmp_path)]) == 1
+    assert main(["--model", str(tmp_path)]) == EXIT_ERROR  # the one contract: 2 is an error, 1 only a gate refusal
     assert "not a model directory" in capsys.readouterr().err
-    assert not (tmp_path / ONNX_SUBDIR / INT8_FILE).exists()
+    assert not (tmp_path / ONNX_DIR / INT8_FILE).exists()
 
 
 def test_a_new_export_forgets_the_gate_results_of_the_old_graphs(tmp_path):
@@ -146,15 +149,15 @@ def test_a_new_export_forgets_the_gate_results_of_the_old_graphs(tmp_path):
 
 def test_a_byte_identical_re_export_keeps_its_int8_gate(exported, tmp_path):
     """`make setup` re-exports the shipped model; its committed int8 verdict must survive that, and only that."""
-    from serve.backends import ONNX_INT8, resolve_backend_name
-    from serve.hashing import file_sha256
+    from qa.backends import ONNX_INT8, resolve_backend_name
+    from qa.files import file_sha256
 
     model_dir = tmp_path / "model"
     shutil.copytree(exported["bert"][0], model_dir)
-    graph = model_dir / ONNX_SUBDIR / INT8_FILE
+    graph = model_dir / ONNX_DIR / INT8_FILE
     record = {ONNX_INT8: {"backend": ONNX_INT8, "passed": True, "graph_sha256": file_sha256(graph)}}
     (model_dir / "gate.json").write_text(json.dumps(record))
-    shutil.rmtree(model_dir / ONNX_SUBDIR)
+    shutil.rmtree(model_dir / ONNX_DIR)
     export_model(model_dir, log=lambda _msg: None)
     assert file_sha256(graph) == record[ONNX_INT8]["graph_sha256"]  # the export is deterministic
     assert json.loads((model_dir / "gate.json").read_text()) == record

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from serve.windowing import Windower
+from qa.windowing import Windower
 from train.data import SquadExample
 from train.features import CLS_INDEX, answer_token_span, build_train_features
 
@@ -124,7 +124,7 @@ def test_long_question_is_clipped_so_windows_hold_context(tokenizer):
 
 
 def test_token_type_ids_only_for_models_that_take_them(tiny_bert_dir, tiny_distilbert_dir):
-    from serve.backends import TorchBackend
+    from qa.backends import TorchBackend
 
     bert = TorchBackend(tiny_bert_dir)
     distil = TorchBackend(tiny_distilbert_dir)

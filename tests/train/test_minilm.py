@@ -23,7 +23,7 @@ def test_missing_package_says_how_to_install():
 
 
 def test_minilm_windows_and_forward_pass():
-    from serve.backends import TorchBackend
+    from qa.backends import TorchBackend
     from train.train import load_base
 
     config = load_config("configs/minilm-squad.yaml")

@@ -8,7 +8,8 @@ from helpers import make_tiny_model
 from test_pipeline import write_config
 
 from train.config import load_config
-from train.train import SESSIONS_FILE, run
+from qa.model_dir import SESSIONS_FILE
+from train.train import run
 from train.trainer import TimeBox
 
 pytestmark = pytest.mark.slow

@@ -14,9 +14,13 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-DEFAULT_MAX_SEQ_LENGTH = 384
-DEFAULT_DOC_STRIDE = 128
-DEFAULT_MAX_QUERY_LENGTH = 64
+from qa.params import (
+    DEFAULT_DOC_STRIDE,
+    DEFAULT_MAX_QUERY_LENGTH,
+    DEFAULT_MAX_SEQ_LENGTH,
+    InferenceParams,
+    window_room_problem,
+)
 
 
 @dataclass(frozen=True)
@@ -62,11 +66,9 @@ class Windower:
         doc_stride: int = DEFAULT_DOC_STRIDE,
         max_query_length: int = DEFAULT_MAX_QUERY_LENGTH,
     ) -> None:
-        if max_query_length + doc_stride + 4 > max_seq_length:
-            raise ValueError(
-                f"max_seq_length={max_seq_length} leaves no room for context after "
-                f"max_query_length={max_query_length} and doc_stride={doc_stride}"
-            )
+        problem = window_room_problem(max_seq_length, doc_stride, max_query_length)
+        if problem:
+            raise ValueError(problem)
         self.max_seq_length = max_seq_length
         self.doc_stride = doc_stride
         self.max_query_length = max_query_length
@@ -82,8 +84,12 @@ class Windower:
         self.pad_id = _pad_token_id(tokenizer)
 
     @classmethod
-    def from_file(cls, tokenizer_json: str | Path, **kwargs) -> Windower:
-        return cls(Tokenizer.from_file(str(tokenizer_json)), **kwargs)
+    def from_params(cls, tokenizer: Tokenizer, params: InferenceParams) -> Windower:
+        return cls(tokenizer, params.max_seq_length, params.doc_stride, params.max_query_length)
+
+    @classmethod
+    def from_file(cls, tokenizer_json: str | Path, params: InferenceParams | None = None) -> Windower:
+        return cls.from_params(Tokenizer.from_file(str(tokenizer_json)), params or InferenceParams())
 
     def _clip_question(self, question: str) -> str:
         question = question.lstrip()  # leading spaces waste window room (as in HF run_qa)

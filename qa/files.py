@@ -1,9 +1,10 @@
-"""sha256 of a file: one implementation for data files, weights, graphs and gate records."""
+"""Small file helpers every stage uses: one sha256 and one JSON writer."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 from pathlib import Path
 
 
@@ -16,3 +17,10 @@ def file_sha256(path: str | Path, decompress_gzip: bool = True) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_json(path: str | Path, payload) -> None:
+    """Pretty, UTF-8 JSON with a final newline; creates the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serve.windowing import Window
+from qa.params import DEFAULT_MAX_ANSWER_LENGTH, DEFAULT_N_BEST
+from qa.windowing import Window
 
-DEFAULT_N_BEST = 20
-DEFAULT_MAX_ANSWER_LENGTH = 30
 CLS_INDEX = 0  # BERT and DistilBERT windows start with [CLS], the "no answer" position
 
 

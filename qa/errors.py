@@ -1,4 +1,4 @@
-"""Errors the serving engine raises, with messages a person can act on."""
+"""Errors the inference core raises, with messages a person can act on."""
 
 from __future__ import annotations
 
@@ -12,3 +12,7 @@ class ModelLoadError(RuntimeError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"cannot load model from {self.path}: {problem}")
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the service cannot use; the message names it."""

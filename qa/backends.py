@@ -7,25 +7,22 @@ imports torch or transformers.
 from __future__ import annotations
 
 import inspect
-import json
 import os
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from serve.errors import ModelLoadError
-from serve.hashing import file_sha256
+from qa.errors import ModelLoadError, SettingsError
+from qa.model_dir import ONNX_FP32_FILE, ONNX_INT8_FILE, gate_passed
 
 TORCH = "torch"
 ONNX_INT8 = "onnx-int8"
 ONNX_FP32 = "onnx-fp32"
 BACKENDS = (ONNX_INT8, ONNX_FP32, TORCH)
-# Written by `python -m train.export` (same names there; serve/ must not import train/).
-ONNX_FILES = {ONNX_INT8: "onnx/model.int8.onnx", ONNX_FP32: "onnx/model.onnx"}
+ONNX_FILES = {ONNX_INT8: ONNX_INT8_FILE, ONNX_FP32: ONNX_FP32_FILE}
 OUTPUT_NAMES = ("start_logits", "end_logits")
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-GATE_RECORD = "gate.json"
 # ORT would fuse Add + LayerNormalization into SkipLayerNormalization, whose CPU kernel is ~6x
 # slower (290 vs 47 us at 160x384 on ORT 1.32): a quarter of the int8 model's time.
 ORT_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
@@ -37,6 +34,12 @@ class Backend(Protocol):
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """start_logits, end_logits as float32 arrays of shape [batch, seq]."""
+
+
+def model_inputs(model) -> tuple[str, ...]:
+    """The KNOWN_INPUTS a torch model's forward() takes (DistilBERT-style models take no token_type_ids)."""
+    accepted = inspect.signature(model.forward).parameters
+    return tuple(n for n in KNOWN_INPUTS if n in accepted)
 
 
 class TorchBackend:
@@ -58,11 +61,7 @@ class TorchBackend:
         except Exception as exc:  # noqa: BLE001 - any load failure becomes one clear line
             raise ModelLoadError(model_dir, f"cannot load the weights: {exc}") from exc
         self.model = model.eval()
-        accepted = inspect.signature(self.model.forward).parameters
-        # DistilBERT-style models take no token_type_ids.
-        self.input_names = tuple(
-            n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted
-        )
+        self.input_names = model_inputs(self.model)
 
     @classmethod
     def from_model(cls, model) -> TorchBackend:
@@ -72,10 +71,7 @@ class TorchBackend:
         backend = cls.__new__(cls)
         backend._torch = torch
         backend.model = model
-        accepted = inspect.signature(model.forward).parameters
-        backend.input_names = tuple(
-            n for n in ("input_ids", "attention_mask", "token_type_ids") if n in accepted
-        )
+        backend.input_names = model_inputs(model)
         return backend
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -104,27 +100,12 @@ class OnnxBackend:
                 model_dir, f"backend {name!r} needs {ONNX_FILES[name]}; run `make export MODEL={model_dir}`"
             )
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401 - a clear error before the session is built
         except ImportError as exc:
             raise ModelLoadError(model_dir, f"backend {name!r} needs onnxruntime: {exc}") from exc
-        options = ort.SessionOptions()
         self.threads = threads or cores_per_worker()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # ORT's default: pool threads busy-wait between parallel sections. With one model call at
-        # a time per worker and threads = cores / workers it cut the median request from 8.6 to
-        # 6.5 ms; QA_ORT_SPIN=0 turns it off where other processes share the cores.
-        spin = os.environ.get("QA_ORT_SPIN", "1")
-        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         try:
-            self.session = ort.InferenceSession(
-                str(path),
-                options,
-                providers=["CPUExecutionProvider"],
-                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS),
-            )
+            self.session = ort_session(path, self.threads)
         except Exception as exc:  # noqa: BLE001 - a corrupt graph is a load error
             problem = f"{ONNX_FILES[name]} is not a loadable ONNX graph: {exc}"
             raise ModelLoadError(model_dir, problem) from exc
@@ -142,6 +123,24 @@ class OnnxBackend:
     def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         start, end = self.session.run(OUTPUT_NAMES, {n: inputs[n] for n in self.input_names})
         return start, end
+
+
+def ort_session(path: Path, threads: int):
+    """An ONNX Runtime CPU session as the service runs it (export verifies its graphs with it too)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ORT's default: pool threads busy-wait between parallel sections. With one model call at
+    # a time per worker and threads = cores / workers it cut the median request from 8.6 to
+    # 6.5 ms; QA_ORT_SPIN=0 turns it off where other processes share the cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", os.environ.get("QA_ORT_SPIN", "1"))
+    return ort.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS)
+    )
 
 
 def usable_cores() -> int:
@@ -162,8 +161,6 @@ def default_threads() -> int | None:
     value = os.environ.get("QA_THREADS")
     if value:
         if not value.isdigit() or int(value) < 1:
-            from serve.settings import SettingsError  # a ValueError the server reports in one line
-
             raise SettingsError(f"QA_THREADS must be a positive integer, not {value!r}")
         return int(value)
     return cores_per_worker()
@@ -178,29 +175,8 @@ def load_backend(name: str, model_dir: Path, threads: int | None = None) -> Back
 
 
 def int8_gate_passed(model_dir: Path) -> bool:
-    """True when DIR/gate.json records a passed gate for the int8 graph that is on disk now.
-
-    Accepts the record keyed by backend ({"onnx-int8": {"passed": true, ...}, ...}) that
-    `make gate` writes, or a single record ({"passed": true, "backend": "onnx-int8"}). The record's
-    graph_sha256 must match the graph: a re-export that yields the same bytes (as `make setup`
-    does for the shipped model) keeps its gate, any other graph has not been gated.
-    An absent or unreadable record means not gated.
-    """
-    try:
-        record = json.loads((Path(model_dir) / GATE_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(record, dict):
-        return False
-    if "passed" not in record:
-        record = record.get(ONNX_INT8)
-    if not (isinstance(record, dict) and record.get("backend") == ONNX_INT8 and record.get("passed") is True):
-        return False
-    graph = Path(model_dir) / ONNX_FILES[ONNX_INT8]
-    try:
-        return record.get("graph_sha256") == file_sha256(graph, decompress_gzip=False)
-    except OSError:
-        return False
+    """True when DIR/gate.json records a passed int8 gate for the int8 graph on disk now."""
+    return gate_passed(model_dir, ONNX_INT8, ONNX_FILES[ONNX_INT8])
 
 
 def resolve_backend_name(name: str, model_dir: Path) -> str:

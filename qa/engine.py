@@ -6,72 +6,17 @@ numbers on the model card are the numbers of the code that serves.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from serve.backends import Backend, default_threads, load_backend, resolve_backend_name
-from serve.decoding import (
-    DEFAULT_MAX_ANSWER_LENGTH,
-    DEFAULT_N_BEST,
-    Answer,
-    decode_example,
-)
-from serve.errors import ModelLoadError
-from serve.windowing import (
-    DEFAULT_DOC_STRIDE,
-    DEFAULT_MAX_QUERY_LENGTH,
-    DEFAULT_MAX_SEQ_LENGTH,
-    Window,
-    Windower,
-)
-
-INFERENCE_PARAMS_FILE = "qa.json"
-TOKENIZER_FILE = "tokenizer.json"
-
-
-@dataclass(frozen=True)
-class InferenceParams:
-    """How a model reads and answers; saved next to the weights in qa.json."""
-
-    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
-    doc_stride: int = DEFAULT_DOC_STRIDE
-    max_query_length: int = DEFAULT_MAX_QUERY_LENGTH
-    n_best: int = DEFAULT_N_BEST
-    max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH
-
-    @classmethod
-    def load(cls, model_dir: Path) -> InferenceParams:
-        path = model_dir / INFERENCE_PARAMS_FILE
-        if not path.exists():
-            return cls()
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(model_dir, f"{INFERENCE_PARAMS_FILE} is not valid JSON: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ModelLoadError(model_dir, f"{INFERENCE_PARAMS_FILE} must be a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ModelLoadError(model_dir, f"{INFERENCE_PARAMS_FILE} has unknown field(s): {', '.join(unknown)}")
-        for name, value in raw.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ModelLoadError(model_dir, f"{INFERENCE_PARAMS_FILE} field {name!r} must be a positive integer")
-        params = cls(**raw)
-        if params.max_query_length + params.doc_stride + 4 > params.max_seq_length:
-            raise ModelLoadError(
-                model_dir,
-                f"{INFERENCE_PARAMS_FILE}: max_seq_length={params.max_seq_length} leaves no room for context after "
-                f"max_query_length={params.max_query_length} and doc_stride={params.doc_stride}",
-            )
-        return params
-
-    def save(self, model_dir: Path) -> None:
-        (model_dir / INFERENCE_PARAMS_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+from qa.backends import Backend, default_threads, load_backend, resolve_backend_name
+from qa.decoding import Answer, decode_example
+from qa.errors import ModelLoadError
+from qa.model_dir import TOKENIZER_FILE, load_params
+from qa.params import InferenceParams
+from qa.windowing import Window, Windower
 
 
 class QAEngine:
@@ -99,14 +44,9 @@ class QAEngine:
         tokenizer_file = model_dir / TOKENIZER_FILE
         if not tokenizer_file.is_file():
             raise ModelLoadError(model_dir, f"{TOKENIZER_FILE} is missing")
-        params = InferenceParams.load(model_dir)
+        params = load_params(model_dir)
         try:
-            windower = Windower.from_file(
-                tokenizer_file,
-                max_seq_length=params.max_seq_length,
-                doc_stride=params.doc_stride,
-                max_query_length=params.max_query_length,
-            )
+            windower = Windower.from_file(tokenizer_file, params)
         except Exception as exc:  # noqa: BLE001 - a corrupt tokenizer is a load error
             raise ModelLoadError(model_dir, f"{TOKENIZER_FILE} is unreadable: {exc}") from exc
         name = resolve_backend_name(backend, model_dir)

@@ -1,0 +1,72 @@
+"""How a model reads and answers: the one inference-parameter type.
+
+Training configs (`preprocessing:`), the model directory's qa.json, the Python API and the
+HTTP service all use `InferenceParams`, so a parameter has one name, one default and one rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+DEFAULT_MAX_SEQ_LENGTH = 384
+DEFAULT_DOC_STRIDE = 128
+DEFAULT_MAX_QUERY_LENGTH = 64
+DEFAULT_N_BEST = 20
+DEFAULT_MAX_ANSWER_LENGTH = 30
+# [CLS] question [SEP] context [SEP] plus one token of slack.
+SPECIAL_TOKENS_PER_WINDOW = 4
+
+
+class InvalidParams(ValueError):
+    """A parameter has a value the windowing or decoding cannot use; `field` names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+def window_room_problem(max_seq_length: int, doc_stride: int, max_query_length: int) -> str | None:
+    """Why a window of these sizes would hold no context, or None when it would."""
+    if max_query_length + doc_stride + SPECIAL_TOKENS_PER_WINDOW > max_seq_length:
+        return (
+            f"max_seq_length={max_seq_length} leaves no room for context after "
+            f"max_query_length={max_query_length} and doc_stride={doc_stride}"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class InferenceParams:
+    """Windowing and decoding parameters; saved next to the weights in qa.json."""
+
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH
+    """Tokens per window: question, context slice and special tokens."""
+    doc_stride: int = DEFAULT_DOC_STRIDE
+    """Tokens shared by consecutive windows of a long context (the Hugging Face meaning)."""
+    max_query_length: int = DEFAULT_MAX_QUERY_LENGTH
+    """Questions longer than this many tokens are cut, so every window holds context."""
+    n_best: int = DEFAULT_N_BEST
+    """Start and end tokens considered per window when pairing spans."""
+    max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH
+    """Longest answer, in tokens, unless a request asks for another."""
+
+    def validate(self) -> InferenceParams:
+        """Raises InvalidParams naming the first bad field; returns self."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise InvalidParams(f.name, f"must be a positive integer, got {value!r}")
+        problem = window_room_problem(self.max_seq_length, self.doc_stride, self.max_query_length)
+        if problem:
+            raise InvalidParams("doc_stride", problem)
+        return self
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> InferenceParams:
+        """Validated params from a mapping; unknown keys are an InvalidParams too."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InvalidParams(unknown[0], f"unknown field(s): {', '.join(unknown)}")
+        return cls(**raw).validate()

@@ -1,0 +1,85 @@
+"""The package layout's rules, checked on the source: imports run qa <- serve, qa <- train, with no cycle.
+
+Every import counts, including those inside functions (lazy imports are still dependencies).
+"""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("qa", "serve", "train")
+# Who may import whom: the inference core stands alone; serving and training build on it.
+ALLOWED = {"qa": {"qa"}, "serve": {"qa", "serve"}, "train": {"qa", "train"}}
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def first_party_imports(path: Path) -> set[str]:
+    """Modules of PACKAGES that `path` imports, anywhere in the file."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from qa import backends` imports the module qa.backends.
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(n for n in names if n.split(".")[0] in PACKAGES)
+    return found
+
+
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    modules = {module_name(p, root): p for package in PACKAGES for p in (root / package).rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        graph[name] = {m for m in first_party_imports(path) if m in modules and m != name}
+    return graph
+
+
+def test_the_layout_has_the_three_packages():
+    graph = import_graph()
+    assert {name.split(".")[0] for name in graph} == set(PACKAGES)
+    assert {"qa.windowing", "qa.decoding", "qa.engine", "qa.backends", "qa.model_dir", "qa.params"} <= set(graph)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_imports_run_one_way(package):
+    graph = import_graph()
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if module.split(".")[0] == package
+        for target in targets
+        if target.split(".")[0] not in ALLOWED[package]
+    )
+    assert not wrong, wrong
+
+
+def test_no_import_cycle():
+    try:
+        tuple(graphlib.TopologicalSorter(import_graph()).static_order())
+    except graphlib.CycleError as exc:
+        pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")
+
+
+def test_the_checker_sees_a_cycle_and_a_wrong_way_import(tmp_path):
+    """The rules above can fail: a planted cycle and a lazy qa -> serve import are both seen."""
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / "qa" / "a.py").write_text("from qa import b\n")
+    (tmp_path / "qa" / "b.py").write_text("def f():\n    import qa.a\n    from serve.app import x\n")
+    (tmp_path / "serve" / "app.py").write_text("x = 1\n")
+    graph = import_graph(tmp_path)
+    assert graph["qa.b"] == {"qa.a", "serve.app"}
+    with pytest.raises(graphlib.CycleError):
+        tuple(graphlib.TopologicalSorter(graph).static_order())
