@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -17,6 +18,17 @@ from qa.errors import ModelLoadError
 from qa.model_dir import TOKENIZER_FILE, load_params
 from qa.params import InferenceParams
 from qa.windowing import Window, Windower
+
+
+class Answerer(Protocol):
+    """What the service needs of an engine: QAEngine, or a wrapper such as serve.batching.MicroBatcher.
+
+    Optional attributes read when present: `backend.name` (or `backend_name`) and `model_dir`, for the
+    "backend" field, the model version and /metrics.
+    """
+
+    def answer_many(self, questions: Sequence[str], contexts: Sequence[str], top_k: int = 1,
+                    max_answer_length: int | None = None) -> list[list[Answer]]: ...
 
 
 class QAEngine:

@@ -13,22 +13,23 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from qa.backends import ONNX_FILES
-from qa.decoding import Answer
+from qa.engine import Answerer
 from qa.errors import ModelLoadError
 from qa.files import file_sha256
 from qa.model_dir import weight_files
 from serve.batching import BatcherClosed
 from serve.metrics import ServiceMetrics
 from serve.openapi import openapi_document
+from serve.schema import AnswerRequest, ApiError, json_type, parse_item
 from serve.settings import Settings
 
 log = logging.getLogger("serve.app")
@@ -39,42 +40,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class AnswerEngine(Protocol):
-    """What the service needs from an engine.
-
-    Optional attributes it reads when present: `backend.name` (or `backend_name`) and
-    `model_dir`, for the "backend" field, the model version and /metrics.
-    """
-
-    def answer_many(
-        self,
-        questions: Sequence[str],
-        contexts: Sequence[str],
-        top_k: int = 1,
-        max_answer_length: int | None = None,
-    ) -> list[list[Answer]]: ...
-
-
-EngineSource = AnswerEngine | Callable[[], AnswerEngine]
-
-
-class ApiError(Exception):
-    """A client mistake, answered as {"error": {"code", "message"}} with `status`."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-
-@dataclass(frozen=True)
-class AnswerRequest:
-    question: str
-    context: str
-    top_k: int | None  # None: the client did not ask for "answers"
-    max_answer_len: int | None
+EngineSource = Answerer | Callable[[], Answerer]
 
 
 class EngineSlot:
@@ -82,12 +48,12 @@ class EngineSlot:
 
     def __init__(self, source: EngineSource) -> None:
         self._source = source
-        self._engine: AnswerEngine | None = None
+        self._engine: Answerer | None = None
         self.error: str | None = None
         self.loaded = threading.Event()
         self.thread: threading.Thread | None = None
 
-    def load(self, on_ready: Callable[[AnswerEngine], None]) -> AnswerEngine:
+    def load(self, on_ready: Callable[[Answerer], None]) -> Answerer:
         source = self._source
         engine = source if hasattr(source, "answer_many") else source()  # type: ignore[operator]
         answers = engine.answer_many([WARMUP_QUESTION], [WARMUP_CONTEXT], top_k=1, max_answer_length=None)
@@ -98,7 +64,7 @@ class EngineSlot:
         self.loaded.set()
         return engine
 
-    def load_in_thread(self, on_ready: Callable[[AnswerEngine], None]) -> threading.Thread:
+    def load_in_thread(self, on_ready: Callable[[Answerer], None]) -> threading.Thread:
         def run() -> None:
             try:
                 self.load(on_ready)
@@ -111,7 +77,7 @@ class EngineSlot:
         return self.thread
 
     @property
-    def engine(self) -> AnswerEngine:
+    def engine(self) -> Answerer:
         if self._engine is None:
             detail = f"model failed to load: {self.error}" if self.error else "model is still loading"
             raise ApiError(503, "not_ready", detail, headers={"Retry-After": "5"})
@@ -134,83 +100,7 @@ def model_version(model_dir: Path | None, backend: str | None = None) -> str:
     return "unknown"
 
 
-# ---------------------------------------------------------------- request validation
-
-
-def _text_field(obj: dict, name: str, where: str, limit: int, what: str) -> str:
-    label = f"{where}{name}"
-    if name not in obj or obj[name] is None:
-        raise ApiError(422, "missing_field", f"field '{label}' is required")
-    value = obj[name]
-    if not isinstance(value, str):
-        raise ApiError(422, "invalid_field", f"field '{label}' must be a string, got {_json_type(value)}")
-    if value == "":
-        raise ApiError(422, "empty_field", f"field '{label}' must not be empty")
-    if value.strip() == "":
-        raise ApiError(422, "empty_field", f"field '{label}' must not be whitespace only")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ApiError(
-            422, "invalid_field", f"field '{label}' contains a lone UTF-16 surrogate (invalid Unicode)"
-        ) from None
-    if len(value) > limit:
-        raise ApiError(
-            413,
-            f"{what}_too_long",
-            f"field '{label}' has {len(value)} characters; the limit is {limit} characters",
-        )
-    return value
-
-
-def _int_field(obj: dict, name: str, where: str, bounds: tuple[int, int]) -> int | None:
-    if name not in obj or obj[name] is None:
-        return None
-    value = obj[name]
-    low, high = bounds
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ApiError(
-            422, "invalid_field", f"field '{where}{name}' must be an integer, got {_json_type(value)}"
-        )
-    if not low <= value <= high:
-        raise ApiError(
-            422, "out_of_range", f"field '{where}{name}' must be between {low} and {high}, got {value}"
-        )
-    return value
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-ITEM_FIELDS = ("question", "context", "top_k", "max_answer_len")
-
-
-def parse_item(obj: Any, settings: Settings, where: str = "") -> AnswerRequest:
-    if not isinstance(obj, dict):
-        label = where.rstrip(".") or "body"
-        raise ApiError(422, "invalid_body", f"'{label}' must be a JSON object, got {_json_type(obj)}")
-    unknown = sorted(set(obj) - set(ITEM_FIELDS))
-    if unknown:
-        names = ", ".join(f"'{where}{n}'" for n in unknown)
-        raise ApiError(
-            422, "unknown_field", f"unknown field(s) {names}; accepted fields: {', '.join(ITEM_FIELDS)}"
-        )
-    question = _text_field(obj, "question", where, settings.max_question_chars, "question")
-    context = _text_field(obj, "context", where, settings.max_context_chars, "context")
-    top_k = _int_field(obj, "top_k", where, settings.top_k_range)
-    max_answer_len = _int_field(obj, "max_answer_len", where, settings.max_answer_len_range)
-    return AnswerRequest(question, context, top_k, max_answer_len)
+# ---------------------------------------------------------------- request bodies
 
 
 def parse_json_body() -> Any:
@@ -230,107 +120,61 @@ def parse_json_body() -> Any:
         raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
 
 
-# ---------------------------------------------------------------- the app
-
-
-def create_app(engine_or_factory: EngineSource, settings: Settings | None = None) -> Flask:
-    """The Flask app. Loads the engine (or, with settings.load_in_background, starts loading it)."""
-    settings = settings or Settings()
-    app = Flask(__name__)
-    # Flask reads FLASK_DEBUG from the environment; a stray one must not put a server in debug mode.
-    # `flask run` (make dev) sets the flag again after this, from the same variable.
-    app.debug = False
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    metrics = ServiceMetrics()
-    slot = EngineSlot(engine_or_factory)
-    info: dict[str, str] = {"model": settings.model_name, "backend": "unknown", "version": "unknown"}
-    app.extensions["qa"] = {"settings": settings, "slot": slot, "metrics": metrics, "info": info}
-
-    def on_ready(engine: AnswerEngine) -> None:
-        info["backend"] = backend_name(engine)
-        info["version"] = model_version(
-            getattr(engine, "model_dir", None) or settings.model_dir, info["backend"]
+def parse_batch(body: Any, settings: Settings) -> list[AnswerRequest]:
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_body", f"'body' must be a JSON object, got {json_type(body)}")
+    unknown = sorted(set(body) - {"items"})
+    if unknown:
+        raise ApiError(
+            422, "unknown_field", f"unknown field(s) {', '.join(repr(u) for u in unknown)}; accepted fields: items"
         )
-        metrics.model_info.labels(info["model"], info["version"], info["backend"]).set(1)
-        metrics.model_ready.set(1)
+    raw_items = body.get("items")
+    if raw_items is None:
+        raise ApiError(422, "missing_field", "field 'items' is required")
+    if not isinstance(raw_items, list):
+        raise ApiError(422, "invalid_field", f"field 'items' must be an array, got {json_type(raw_items)}")
+    if not raw_items:
+        raise ApiError(422, "empty_field", "field 'items' must hold at least one item")
+    if len(raw_items) > settings.max_batch_items:
+        raise ApiError(
+            413,
+            "too_many_items",
+            f"field 'items' has {len(raw_items)} items; the limit is {settings.max_batch_items} items",
+        )
+    items = [parse_item(obj, settings, f"items[{i}].") for i, obj in enumerate(raw_items)]
+    total = sum(len(item.context) for item in items)
+    if total > settings.max_batch_context_chars:
+        raise ApiError(
+            413,
+            "batch_too_long",
+            f"the items' contexts have {total} characters together; the limit is "
+            f"{settings.max_batch_context_chars} characters per batch",
+        )
+    return items
+
+
+# ---------------------------------------------------------------- the service state
+
+
+@dataclass
+class Service:
+    """What the routes share, kept in app.extensions["qa"]."""
+
+    settings: Settings
+    slot: EngineSlot
+    metrics: ServiceMetrics
+    info: dict[str, str]
+
+    def on_ready(self, engine: Answerer) -> None:
+        info = self.info
+        info["backend"] = backend_name(engine)
+        info["version"] = model_version(getattr(engine, "model_dir", None) or self.settings.model_dir, info["backend"])
+        self.metrics.model_info.labels(info["model"], info["version"], info["backend"]).set(1)
+        self.metrics.model_ready.set(1)
         log.info("model %s (%s, backend %s) ready", info["model"], info["version"], info["backend"])
 
-    metrics.model_ready.set(0)
-    if settings.load_in_background:
-        slot.load_in_thread(on_ready)
-    else:
-        slot.load(on_ready)
-
-    # ------------------------------------------------------------ cross-cutting
-
-    @app.before_request
-    def start_request() -> None:
-        g.started = time.perf_counter()
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = incoming if _REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
-        metrics.in_flight.inc()
-        g.in_flight = True
-
-    @app.after_request
-    def finish_request(response: Response) -> Response:
-        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        if response.mimetype == "text/html":
-            response.headers["Content-Security-Policy"] = (
-                "default-src 'none'; style-src 'self'; form-action 'self'; "
-                "frame-ancestors 'none'; base-uri 'none'"
-            )
-        route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-        metrics.requests.labels(route, request.method, str(response.status_code)).inc()
-        if "started" in g:
-            metrics.latency.labels(route).observe(time.perf_counter() - g.started)
-        return response
-
-    @app.teardown_request
-    def end_in_flight(_exc: BaseException | None) -> None:
-        if g.pop("in_flight", False):
-            metrics.in_flight.dec()
-
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
-        return error_response(exc.status, exc.code, exc.message), exc.status, exc.headers
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
-        status = exc.code or 500
-        code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
-        message = exc.description or exc.name
-        if status == 413:
-            code = "payload_too_large"
-            message = f"request body is larger than the limit of {settings.max_body_bytes} bytes"
-        elif status == 404:
-            message = f"no route {request.path}; see /openapi.json for the API"
-        elif status == 405:
-            allowed = ", ".join(sorted(exc.valid_methods or [])) if hasattr(exc, "valid_methods") else ""
-            message = f"method {request.method} is not allowed on {request.path}; allowed: {allowed}"
-        headers = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "retry-after")}
-        return error_response(status, code, message), status, headers
-
-    @app.errorhandler(BatcherClosed)
-    def shutting_down(exc: BatcherClosed) -> tuple[Response, int, dict[str, str]]:
-        # The worker is draining for shutdown: the client should retry elsewhere, not see a bug.
-        return error_response(503, "not_ready", "the server is shutting down; retry"), 503, {"Retry-After": "1"}
-
-    @app.errorhandler(Exception)
-    def unexpected_error(exc: Exception) -> tuple[Response, int]:
-        log.exception(
-            "unhandled error on %s %s (request %s)", request.method, request.path, g.get("request_id")
-        )
-        message = f"internal error; quote request id {g.get('request_id', '-')} when reporting it"
-        return error_response(500, "internal_error", message), 500
-
-    # ------------------------------------------------------------ answering
-
-    def answer_requests(items: list[AnswerRequest], where: Callable[[int], str]) -> list[dict]:
-        engine = slot.engine
+    def answer(self, items: list[AnswerRequest], where: Callable[[int], str]) -> list[dict]:
+        engine = self.slot.engine
         results: list[dict | None] = [None] * len(items)
         # answer_many takes one top_k/max_answer_len per call, so group items that share them.
         groups: dict[tuple[int, int | None], list[int]] = {}
@@ -355,123 +199,197 @@ def create_app(engine_or_factory: EngineSource, settings: Settings | None = None
                 if items[i].top_k is not None:
                     result["answers"] = [a.as_dict() for a in ranked]
                 results[i] = result
-        metrics.answers.inc(len(items))
+        self.metrics.answers.inc(len(items))
         return results  # type: ignore[return-value]
 
-    def elapsed_ms() -> float:
-        return round((time.perf_counter() - g.started) * 1000.0, 2)
+    def served_by(self) -> dict[str, Any]:
+        return {"model": self.info["model"], "backend": self.info["backend"], "elapsed_ms": elapsed_ms()}
 
-    @app.post("/v1/answer")
-    def answer() -> Response:
-        item = parse_item(parse_json_body(), settings)
-        (result,) = answer_requests([item], lambda _: "")
-        return jsonify(
-            {**result, "model": info["model"], "backend": info["backend"], "elapsed_ms": elapsed_ms()}
-        )
 
-    @app.post("/v1/answer/batch")
-    def answer_batch() -> Response:
-        body = parse_json_body()
-        if not isinstance(body, dict):
-            raise ApiError(422, "invalid_body", f"'body' must be a JSON object, got {_json_type(body)}")
-        unknown = sorted(set(body) - {"items"})
-        if unknown:
-            raise ApiError(
-                422,
-                "unknown_field",
-                f"unknown field(s) {', '.join(repr(u) for u in unknown)}; accepted fields: items",
-            )
-        raw_items = body.get("items")
-        if raw_items is None:
-            raise ApiError(422, "missing_field", "field 'items' is required")
-        if not isinstance(raw_items, list):
-            raise ApiError(
-                422, "invalid_field", f"field 'items' must be an array, got {_json_type(raw_items)}"
-            )
-        if not raw_items:
-            raise ApiError(422, "empty_field", "field 'items' must hold at least one item")
-        if len(raw_items) > settings.max_batch_items:
-            raise ApiError(
-                413,
-                "too_many_items",
-                f"field 'items' has {len(raw_items)} items; the limit is {settings.max_batch_items} items",
-            )
-        items = [parse_item(obj, settings, f"items[{i}].") for i, obj in enumerate(raw_items)]
-        total = sum(len(item.context) for item in items)
-        if total > settings.max_batch_context_chars:
-            raise ApiError(
-                413,
-                "batch_too_long",
-                f"the items' contexts have {total} characters together; the limit is "
-                f"{settings.max_batch_context_chars} characters per batch",
-            )
-        results = answer_requests(items, lambda i: f"items[{i}].")
-        return jsonify(
-            {
-                "results": results,
-                "model": info["model"],
-                "backend": info["backend"],
-                "elapsed_ms": elapsed_ms(),
-            }
-        )
+def service() -> Service:
+    return current_app.extensions["qa"]
 
-    # ------------------------------------------------------------ the HTML form
 
-    @app.route("/", methods=["GET", "POST"])
-    def form() -> tuple[str, int]:
-        page: dict[str, Any] = {
-            "question": "",
-            "context": "",
-            "result": None,
-            "error": None,
-            "info": info,
-            "limits": settings,
-        }
-        if request.method == "GET":
-            return render_template("index.html", **page), 200
-        status = 200
-        try:
-            if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-                raise ApiError(415, "unsupported_media_type", "the form must be posted as a web form")
-            fields = {k: request.form[k] for k in ("question", "context") if k in request.form}
-            page["question"] = fields.get("question", "")
-            page["context"] = fields.get("context", "")
-            item = parse_item(fields, settings)
-            (result,) = answer_requests([item], lambda _: "")
-            context = item.context
-            page["result"] = {
-                "before": context[: result["start"]],
-                "answer": result["answer"],
-                "after": context[result["end"] :],
-                "score": result["score"],
-                "elapsed_ms": elapsed_ms(),
-            }
-        except ApiError as exc:
-            status = exc.status
-            page["error"] = exc.message
-        return render_template("index.html", **page), status
+def elapsed_ms() -> float:
+    return round((time.perf_counter() - g.started) * 1000.0, 2)
 
-    # ------------------------------------------------------------ probes, metrics, docs
 
-    @app.get("/healthz")
-    def healthz() -> Response:
-        return jsonify({"status": "ok"})
-
-    @app.get("/readyz")
-    def readyz() -> Response:
-        slot.engine  # noqa: B018 - raises the 503 until the model is loaded and warmed up
-        return jsonify({"status": "ready", **info})
-
-    @app.get("/metrics")
-    def prometheus_metrics() -> Response:
-        body, content_type = metrics.exposition()
-        return Response(body, content_type=content_type)
-
-    @app.get("/openapi.json")
-    def openapi() -> Response:
-        return jsonify(openapi_document(settings))
-
+def create_app(engine_or_factory: EngineSource, settings: Settings | None = None) -> Flask:
+    """The Flask app. Loads the engine (or, with settings.load_in_background, starts loading it)."""
+    settings = settings or Settings()
+    app = Flask(__name__)
+    # Flask reads FLASK_DEBUG from the environment; a stray one must not put a server in debug mode.
+    # `flask run` (make dev) sets the flag again after this, from the same variable.
+    app.debug = False
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    state = Service(settings, EngineSlot(engine_or_factory), ServiceMetrics(),
+                    {"model": settings.model_name, "backend": "unknown", "version": "unknown"})
+    app.extensions["qa"] = state
+    app.register_blueprint(routes)
+    state.metrics.model_ready.set(0)
+    if settings.load_in_background:
+        state.slot.load_in_thread(state.on_ready)
+    else:
+        state.slot.load(state.on_ready)
     return app
+
+
+routes = Blueprint("qa", __name__)
+
+# ---------------------------------------------------------------- cross-cutting
+
+
+@routes.before_app_request
+def start_request() -> None:
+    g.started = time.perf_counter()
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if _REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+    service().metrics.in_flight.inc()
+    g.in_flight = True
+
+
+@routes.after_app_request
+def finish_request(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if response.mimetype == "text/html":
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    metrics = service().metrics
+    metrics.requests.labels(route, request.method, str(response.status_code)).inc()
+    if "started" in g:
+        metrics.latency.labels(route).observe(time.perf_counter() - g.started)
+    return response
+
+
+@routes.teardown_app_request
+def end_in_flight(_exc: BaseException | None) -> None:
+    if g.pop("in_flight", False):
+        service().metrics.in_flight.dec()
+
+
+@routes.app_errorhandler(ApiError)
+def api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
+    return error_response(exc.status, exc.code, exc.message), exc.status, exc.headers
+
+
+@routes.app_errorhandler(HTTPException)
+def http_error(exc: HTTPException) -> tuple[Response, int, dict[str, str]]:
+    status = exc.code or 500
+    code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
+    message = exc.description or exc.name
+    if status == 413:
+        code = "payload_too_large"
+        message = f"request body is larger than the limit of {service().settings.max_body_bytes} bytes"
+    elif status == 404:
+        message = f"no route {request.path}; see /openapi.json for the API"
+    elif status == 405:
+        allowed = ", ".join(sorted(exc.valid_methods or [])) if hasattr(exc, "valid_methods") else ""
+        message = f"method {request.method} is not allowed on {request.path}; allowed: {allowed}"
+    headers = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "retry-after")}
+    return error_response(status, code, message), status, headers
+
+
+@routes.app_errorhandler(BatcherClosed)
+def shutting_down(exc: BatcherClosed) -> tuple[Response, int, dict[str, str]]:
+    # The worker is draining for shutdown: the client should retry elsewhere, not see a bug.
+    return error_response(503, "not_ready", "the server is shutting down; retry"), 503, {"Retry-After": "1"}
+
+
+@routes.app_errorhandler(Exception)
+def unexpected_error(exc: Exception) -> tuple[Response, int]:
+    log.exception("unhandled error on %s %s (request %s)", request.method, request.path, g.get("request_id"))
+    message = f"internal error; quote request id {g.get('request_id', '-')} when reporting it"
+    return error_response(500, "internal_error", message), 500
+
+
+# ---------------------------------------------------------------- answering
+
+
+@routes.post("/v1/answer")
+def answer() -> Response:
+    state = service()
+    item = parse_item(parse_json_body(), state.settings)
+    (result,) = state.answer([item], lambda _: "")
+    return jsonify({**result, **state.served_by()})
+
+
+@routes.post("/v1/answer/batch")
+def answer_batch() -> Response:
+    state = service()
+    items = parse_batch(parse_json_body(), state.settings)
+    results = state.answer(items, lambda i: f"items[{i}].")
+    return jsonify({"results": results, **state.served_by()})
+
+
+# ---------------------------------------------------------------- the HTML form
+
+
+@routes.route("/", methods=["GET", "POST"])
+def form() -> tuple[str, int]:
+    state = service()
+    page: dict[str, Any] = {
+        "question": "",
+        "context": "",
+        "result": None,
+        "error": None,
+        "info": state.info,
+        "limits": state.settings,
+    }
+    if request.method == "GET":
+        return render_template("index.html", **page), 200
+    status = 200
+    try:
+        if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            raise ApiError(415, "unsupported_media_type", "the form must be posted as a web form")
+        fields = {k: request.form[k] for k in ("question", "context") if k in request.form}
+        page["question"] = fields.get("question", "")
+        page["context"] = fields.get("context", "")
+        item = parse_item(fields, state.settings)
+        (result,) = state.answer([item], lambda _: "")
+        context = item.context
+        page["result"] = {
+            "before": context[: result["start"]],
+            "answer": result["answer"],
+            "after": context[result["end"] :],
+            "score": result["score"],
+            "elapsed_ms": elapsed_ms(),
+        }
+    except ApiError as exc:
+        status = exc.status
+        page["error"] = exc.message
+    return render_template("index.html", **page), status
+
+
+# ---------------------------------------------------------------- probes, metrics, docs
+
+
+@routes.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@routes.get("/readyz")
+def readyz() -> Response:
+    state = service()
+    state.slot.engine  # noqa: B018 - raises the 503 until the model is loaded and warmed up
+    return jsonify({"status": "ready", **state.info})
+
+
+@routes.get("/metrics")
+def prometheus_metrics() -> Response:
+    body, content_type = service().metrics.exposition()
+    return Response(body, content_type=content_type)
+
+
+@routes.get("/openapi.json")
+def openapi() -> Response:
+    return jsonify(openapi_document(service().settings))
 
 
 def error_response(status: int, code: str, message: str) -> Response:

@@ -1,13 +1,15 @@
 """The OpenAPI 3.1 document of the service, served at /openapi.json.
 
-Written by hand (the API is small) and checked against the Flask routes by tests/serve/test_app.py.
-Limits come from the running settings, so the document states the limits this server enforces.
+Written by hand (the API is small) and checked against the Flask routes by tests/serve/test_app.py;
+the request item's schema comes from serve/schema.py, the declaration the parser uses. Limits come
+from the running settings, so the document states the limits this server enforces.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from serve.schema import item_json_schema
 from serve.settings import Settings
 
 API_VERSION = "1.0.0"
@@ -29,8 +31,6 @@ def _json(schema_ref: str, description: str) -> dict[str, Any]:
 
 def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
     s = settings or Settings()
-    top_lo, top_hi = s.top_k_range
-    len_lo, len_hi = s.max_answer_len_range
     common_errors = {
         "404": _error("Unknown route."),
         "405": _error("Method not allowed on this route; the Allow header lists the allowed ones."),
@@ -51,38 +51,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
         "503": _error("The model is still loading (Retry-After header)."),
         **common_errors,
     }
-    item_schema = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["question", "context"],
-        "properties": {
-            "question": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": s.max_question_chars,
-                "description": "Must hold a non-whitespace character.",
-            },
-            "context": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": s.max_context_chars,
-                "description": "The text the answer is taken from; long contexts are read in overlapping "
-                "windows of 384 tokens.",
-            },
-            "top_k": {
-                "type": ["integer", "null"],  # null: the same as leaving the field out
-                "minimum": top_lo,
-                "maximum": top_hi,
-                "description": "When given, the response adds `answers`: up to top_k best distinct answers.",
-            },
-            "max_answer_len": {
-                "type": ["integer", "null"],
-                "minimum": len_lo,
-                "maximum": len_hi,
-                "description": "Longest answer in model tokens (default: the model's setting, usually 30).",
-            },
-        },
-    }
+    item_schema = item_json_schema(s)
     span = {
         "type": "object",
         "required": ["answer", "score", "start", "end"],

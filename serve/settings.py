@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import SettingsError
@@ -37,9 +37,6 @@ class Settings:
     max_batch_context_chars: int = 400_000
     max_body_bytes: int = 8 * 1024 * 1024
     load_in_background: bool = False
-    # Answer options the API accepts (issue 3): inclusive ranges.
-    top_k_range: tuple[int, int] = field(default=(1, 10))
-    max_answer_len_range: tuple[int, int] = field(default=(1, 100))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))

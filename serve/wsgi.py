@@ -17,12 +17,13 @@ import sys
 
 from flask import Flask
 
+from qa.engine import Answerer
 from qa.errors import ModelLoadError, SettingsError
-from serve.app import AnswerEngine, create_app
+from serve.app import create_app
 from serve.settings import Settings
 
 
-def build_engine(settings: Settings) -> AnswerEngine:
+def build_engine(settings: Settings) -> Answerer:
     from qa.engine import QAEngine
     from serve.batching import MicroBatcher
 

@@ -335,7 +335,7 @@ def test_readyz_is_503_until_the_model_is_loaded_and_warmed_up(tiny_engine, tiny
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert "qa_model_ready 0.0" in client.get("/metrics").get_data(as_text=True)
     release.set()
-    assert app.extensions["qa"]["slot"].loaded.wait(timeout=30)
+    assert app.extensions["qa"].slot.loaded.wait(timeout=30)
     assert warmed == [[WARMUP_QUESTION]]
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["backend"] == "torch"
@@ -348,7 +348,7 @@ def test_a_failed_background_load_is_reported_by_readyz(tmp_path):
         raise ModelLoadError(tmp_path / "gone", "no such directory")
 
     app = create_app(factory, Settings(model_dir=tmp_path / "gone", load_in_background=True))
-    slot = app.extensions["qa"]["slot"]
+    slot = app.extensions["qa"].slot
     slot.thread.join(timeout=30)
     assert not slot.loaded.is_set()
     response = app.test_client().get("/readyz")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from qa import backends
 from qa.backends import (
     ONNX_FILES,
     ONNX_FP32,
@@ -24,7 +25,6 @@ from qa.backends import (
 )
 from qa.engine import QAEngine
 from qa.errors import ModelLoadError
-from qa import backends
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

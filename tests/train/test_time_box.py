@@ -7,8 +7,8 @@ import pytest
 from helpers import make_tiny_model
 from test_pipeline import write_config
 
-from train.config import load_config
 from qa.model_dir import SESSIONS_FILE
+from train.config import load_config
 from train.train import run
 from train.trainer import TimeBox
 
