@@ -22,7 +22,7 @@ from qa.backends import ONNX_FILES, ONNX_INT8
 from qa.errors import ModelLoadError
 from qa.files import file_sha256, write_json
 from qa.model_dir import GATE_RECORD, METRICS_FILE, eval_metrics_file, write_gate_record
-from train.cli import positive_int
+from train.cli import EXIT_OK, EXIT_REFUSED, positive_int, run_stage
 from train.config import ConfigError, ExperimentConfig, model_config
 from train.data import SquadFormatError
 
@@ -71,6 +71,74 @@ def format_table(checks: Sequence[Check]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
 
 
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    checks: list[Check]
+    metrics: dict
+    config_source: str
+
+    def record(self) -> dict:
+        """The gate.json entry for this verdict."""
+        return {
+            "passed": self.passed,
+            "backend": self.metrics.get("backend"),
+            "questions": self.metrics.get("questions"),
+            "checks": [{"metric": c.metric, "threshold": c.threshold, "measured": c.measured, "passed": c.passed}
+                       for c in self.checks],
+            "config": self.config_source,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+
+def gate_model(
+    model_dir: str | Path,
+    data: str | None = None,
+    metrics_file: str | None = None,
+    config_file: str | None = None,
+    backend: str = "auto",
+    limit: int | None = None,
+    reference_metrics: str | Path | None = None,
+) -> GateResult:
+    """Judge MODEL_DIR: scores from `metrics_file`, or from evaluating it now on `data` (default: the
+    config's validation file and max_eval_examples); an int8 score is also compared with the fp32
+    metrics.json of the directory (or `reference_metrics`)."""
+    model_dir = Path(model_dir)
+    config = model_config(model_dir, config_file)
+    if metrics_file:
+        metrics = json.loads(Path(metrics_file).read_text(encoding="utf-8"))
+    else:
+        from train.evaluate import evaluate_model
+
+        source = data or config.data.validation_file
+        if limit is None and not data:
+            limit = config.data.max_eval_examples
+        if not source:
+            raise ConfigError(config.source, "data.validation_file", "not set; pass --data")
+        _, metrics = evaluate_model(model_dir, source, backend, limit)
+        write_json(model_dir / eval_metrics_file(metrics["backend"]), metrics)
+    reference_f1 = None
+    if reference_metrics is None and metrics.get("backend") == ONNX_INT8 and (model_dir / METRICS_FILE).exists():
+        reference_metrics = model_dir / METRICS_FILE
+    if reference_metrics:
+        reference = json.loads(Path(reference_metrics).read_text(encoding="utf-8"))
+        same_questions(metrics, reference, reference_metrics)
+        reference_f1 = float(reference["f1"])
+    checks = checks_for(config, metrics, reference_f1)
+    return GateResult(all(c.passed for c in checks), checks, metrics, config.source)
+
+
+def record_gate(model_dir: str | Path, result: GateResult) -> None:
+    """Adds the verdict to DIR/gate.json; an ONNX verdict is tied to the graph's bytes
+    (qa.backends.int8_gate_passed serves int8 only while they match)."""
+    model_dir = Path(model_dir)
+    record = result.record()
+    graph = model_dir / ONNX_FILES.get(str(record["backend"]), "-")
+    if graph.is_file():
+        record["graph_sha256"] = file_sha256(graph, decompress_gzip=False)
+    write_gate_record(model_dir, str(record["backend"]), record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
@@ -82,56 +150,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=positive_int, default=None)
     parser.add_argument("--reference-metrics", help="fp32 metrics.json the int8 F1 is compared with")
     args = parser.parse_args(argv)
-    model_dir = Path(args.model)
-    try:
-        config = model_config(model_dir, args.config)
-        if args.metrics:
-            metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8"))
-        else:
-            from train.evaluate import evaluate_model
 
-            data = args.data or config.data.validation_file
-            limit = args.limit if args.limit is not None else (None if args.data else config.data.max_eval_examples)
-            if not data:
-                raise ConfigError(config.source, "data.validation_file", "not set; pass --data")
-            _, metrics = evaluate_model(model_dir, data, args.backend, limit)
-            write_json(model_dir / eval_metrics_file(metrics["backend"]), metrics)
-        reference_f1 = None
-        reference = args.reference_metrics
-        if reference is None and metrics.get("backend") == ONNX_INT8 and (model_dir / METRICS_FILE).exists():
-            reference = model_dir / METRICS_FILE
-        if reference:
-            reference_metrics = json.loads(Path(reference).read_text(encoding="utf-8"))
-            same_questions(metrics, reference_metrics, reference)
-            reference_f1 = float(reference_metrics["f1"])
-        checks = checks_for(config, metrics, reference_f1)
-    except (ConfigError, ModelLoadError, SquadFormatError, OSError, ValueError, KeyError, TypeError,
-            AttributeError) as exc:
-        print(f"error: {exc!r}" if isinstance(exc, (KeyError, TypeError, AttributeError)) else f"error: {exc}",
-              file=sys.stderr)
-        return 2
-    passed = all(c.passed for c in checks)
-    print(f"gate for {model_dir} ({metrics.get('backend', '?')}, {metrics.get('questions', '?')} questions, "
-          f"thresholds from {config.source})")
-    print(format_table(checks))
-    print("PASSED" if passed else "REFUSED: the model does not meet its thresholds")
-    record = {
-        "passed": passed,
-        "backend": metrics.get("backend"),
-        "questions": metrics.get("questions"),
-        "checks": [{"metric": c.metric, "threshold": c.threshold, "measured": c.measured, "passed": c.passed}
-                   for c in checks],
-        "config": config.source,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    graph = model_dir / ONNX_FILES.get(str(metrics.get("backend")), "-")
-    if graph.is_file():  # ties an ONNX verdict to these exact bytes (qa.backends.int8_gate_passed)
-        record["graph_sha256"] = file_sha256(graph, decompress_gzip=False)
-    try:
-        write_gate_record(model_dir, str(metrics.get("backend")), record)
-    except OSError as exc:
-        print(f"warning: could not record the result in {model_dir / GATE_RECORD}: {exc}", file=sys.stderr)
-    return 0 if passed else 1
+    def stage() -> int:
+        result = gate_model(args.model, args.data, args.metrics, args.config, args.backend, args.limit,
+                            args.reference_metrics)
+        print(f"gate for {args.model} ({result.metrics.get('backend', '?')}, "
+              f"{result.metrics.get('questions', '?')} questions, thresholds from {result.config_source})")
+        print(format_table(result.checks))
+        print("PASSED" if result.passed else "REFUSED: the model does not meet its thresholds")
+        try:
+            record_gate(args.model, result)
+        except OSError as exc:
+            print(f"warning: could not record the result in {Path(args.model) / GATE_RECORD}: {exc}", file=sys.stderr)
+        return EXIT_OK if result.passed else EXIT_REFUSED
+
+    return run_stage(stage, (ConfigError, ModelLoadError, SquadFormatError, OSError, ValueError, KeyError, TypeError,
+                             AttributeError))
 
 
 if __name__ == "__main__":
