@@ -15,13 +15,13 @@ export SQUAD_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test lint train evaluate score gate package card tune export serve dev bench bench-setup loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
+.PHONY: help setup test lint train evaluate calibrate score gate package card tune export serve dev bench bench-setup loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
 
 help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 	@echo "variables (default): MODEL ($(MODEL)) CONFIG ($(CONFIG)) DATA ($(DATA)) DEV_DATA ($(DEV_DATA))"
 	@echo "  SQUAD_DIR ($(SQUAD_DIR)) OUT ($(OUT)) BACKEND ($(BACKEND): auto|torch|onnx-fp32|onnx-int8) PORT ($(PORT))"
-	@echo "  N ($(N)) FROM ($(FROM)) IMAGE ($(IMAGE)) LIMIT, METRICS, PREDICTIONS, RESUME, MAX_MINUTES (unset)"
+	@echo "  N ($(N)) FROM ($(FROM)) IMAGE ($(IMAGE)) LIMIT, METRICS, PARTS, PREDICTIONS, RESUME, MAX_MINUTES (unset)"
 
 setup:  ## create .venv with pinned dependencies and the MiniLM base model
 	python3 -m venv .venv
@@ -45,6 +45,9 @@ train:  ## fine-tune: make train CONFIG=configs/smoke.yaml [RESUME=1] [MAX_MINUT
 
 evaluate:  ## predictions.json + metrics.json: make evaluate [MODEL=dir] [DATA=file] [OUT=dir] [BACKEND=] [LIMIT=n]
 	$(PYTHON) -m train.evaluate --model $(MODEL) --data $(DATA) --out $(OUT) --backend $(BACKEND) $(if $(LIMIT),--limit $(LIMIT))
+
+calibrate:  ## no-answer threshold into qa.json + abstention figures: make calibrate [MODEL=dir] [PARTS=served,v2,wrong,v1] [LIMIT=n]
+	$(PYTHON) -m train.calibrate --model $(MODEL) --backend $(BACKEND) $(if $(PARTS),--parts $(PARTS)) $(if $(LIMIT),--limit $(LIMIT))
 
 score:  ## official v1.1 EM/F1 of any predictions file: make score DATA=file PREDICTIONS=file
 	$(PYTHON) -m train.score --data $(DATA) --predictions $(PREDICTIONS)

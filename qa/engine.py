@@ -16,7 +16,7 @@ from qa.backends import Backend, default_threads, load_backend, resolve_backend_
 from qa.decoding import Answer, decode_example
 from qa.errors import ModelLoadError
 from qa.model_dir import TOKENIZER_FILE, load_params
-from qa.params import InferenceParams
+from qa.params import AnswerOptions, InferenceParams
 from qa.windowing import Window, Windower
 
 
@@ -28,7 +28,8 @@ class Answerer(Protocol):
     """
 
     def answer_many(self, questions: Sequence[str], contexts: Sequence[str], top_k: int = 1,
-                    max_answer_length: int | None = None) -> list[list[Answer]]: ...
+                    max_answer_length: int | None = None,
+                    handle_impossible_answer: bool = False) -> list[list[Answer]]: ...
 
 
 class QAEngine:
@@ -84,10 +85,11 @@ class QAEngine:
         windows: Sequence[Window],
         starts: Sequence[np.ndarray],
         ends: Sequence[np.ndarray],
-        top_k: int,
-        max_answer_length: int,
+        options: AnswerOptions,
     ) -> list[list[Answer]]:
         """Answers per context from the logits of all windows (windows carry their example index)."""
+        max_answer_length = options.max_answer_length or self.params.max_answer_length
+        null_threshold = self.params.null_threshold if options.handle_impossible_answer else None
         by_example: list[list[int]] = [[] for _ in contexts]
         for i, window in enumerate(windows):
             by_example[window.example_index].append(i)
@@ -99,7 +101,8 @@ class QAEngine:
                 [ends[i] for i in idx],
                 n_best=self.params.n_best,
                 max_answer_length=max_answer_length,
-                top_k=top_k,
+                top_k=options.top_k,
+                null_threshold=null_threshold,
             )
             for example, idx in enumerate(by_example)
         ]
@@ -110,23 +113,23 @@ class QAEngine:
         contexts: Sequence[str],
         top_k: int = 1,
         max_answer_length: int | None = None,
+        handle_impossible_answer: bool = False,
         progress: Callable[[int], None] | None = None,
         chunk_size: int = 256,
     ) -> list[list[Answer]]:
         """Answers for each (question, context) pair, best first; [] when the context has no tokens."""
-        max_answer_length = max_answer_length or self.params.max_answer_length
+        options = AnswerOptions(top_k, max_answer_length, handle_impossible_answer)
         results: list[list[Answer]] = []
         for first in range(0, len(questions), chunk_size):
             qs = questions[first : first + chunk_size]
             cs = contexts[first : first + chunk_size]
             windows = self.windower.windows(qs, cs)
             starts, ends = self.window_logits(windows) if windows else ([], [])
-            results.extend(self.decode(cs, windows, starts, ends, top_k, max_answer_length))
+            results.extend(self.decode(cs, windows, starts, ends, options))
             if progress:
                 progress(len(qs))
         return results
 
-    def answer(
-        self, question: str, context: str, top_k: int = 1, max_answer_length: int | None = None
-    ) -> list[Answer]:
-        return self.answer_many([question], [context], top_k=top_k, max_answer_length=max_answer_length)[0]
+    def answer(self, question: str, context: str, **options) -> list[Answer]:
+        """answer_many for one pair; `options` are answer_many's (top_k, max_answer_length, ...)."""
+        return self.answer_many([question], [context], **options)[0]

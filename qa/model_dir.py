@@ -10,7 +10,8 @@
     metrics.json             EM/F1 of the full evaluation and the training record
     README.md                model card                  (python -m train.card)
     train_config.yaml, training_log.json, training_curve.png, sessions.json,
-    heldout_articles.json, predictions.json, eval/metrics-<backend>.json: training and evaluation records
+    heldout_articles.json, predictions.json, eval/metrics-<backend>.json, calibration.json: training
+    and evaluation records
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ TRAINING_CURVE_FILE = "training_curve.png"
 SESSIONS_FILE = "sessions.json"  # one entry per training session (start or resume) of this output_dir
 HELDOUT_FILE = "heldout_articles.json"  # train articles kept out of training, for calibration
 PREDICTIONS_FILE = "predictions.json"
+CALIBRATION_FILE = "calibration.json"  # no-answer threshold and abstention figures (python -m train.calibrate)
 EVAL_DIR = "eval"  # eval/metrics-<backend>.json, written by the gate
 # Weight files in the order a model version is read from them.
 WEIGHT_FILES = (WEIGHTS_FILE, ONNX_INT8_FILE, ONNX_FP32_FILE, LEGACY_WEIGHTS_FILE)

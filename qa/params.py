@@ -6,6 +6,7 @@ HTTP service all use `InferenceParams`, so a parameter has one name, one default
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 DEFAULT_MAX_SEQ_LENGTH = 384
@@ -13,6 +14,9 @@ DEFAULT_DOC_STRIDE = 128
 DEFAULT_MAX_QUERY_LENGTH = 64
 DEFAULT_N_BEST = 20
 DEFAULT_MAX_ANSWER_LENGTH = 30
+# Abstain when the null score ([CLS]) beats the best span by more than this many logits. 0.0 until
+# `make calibrate` sets the model's own value in its qa.json.
+DEFAULT_NULL_THRESHOLD = 0.0
 # [CLS] question [SEP] context [SEP] plus one token of slack.
 SPECIAL_TOKENS_PER_WINDOW = 4
 
@@ -50,12 +54,18 @@ class InferenceParams:
     """Start and end tokens considered per window when pairing spans."""
     max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH
     """Longest answer, in tokens, unless a request asks for another."""
+    null_threshold: float = DEFAULT_NULL_THRESHOLD
+    """Logits by which the null score must beat the best span for an abstention (requests that set
+    handle_impossible_answer); calibrated on held-out train articles, never on dev."""
 
     def validate(self) -> InferenceParams:
         """Raises InvalidParams naming the first bad field; returns self."""
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if f.name == "null_threshold":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise InvalidParams(f.name, f"must be a finite number, got {value!r}")
+            elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise InvalidParams(f.name, f"must be a positive integer, got {value!r}")
         problem = window_room_problem(self.max_seq_length, self.doc_stride, self.max_query_length)
         if problem:
@@ -70,3 +80,15 @@ class InferenceParams:
         if unknown:
             raise InvalidParams(unknown[0], f"unknown field(s): {', '.join(unknown)}")
         return cls(**raw).validate()
+
+
+@dataclass(frozen=True)
+class AnswerOptions:
+    """Per-call answer settings: each request field that changes decoding is one of these."""
+
+    top_k: int = 1
+    """Answers returned, best first, with distinct text."""
+    max_answer_length: int | None = None
+    """Longest answer in tokens; None: the model's InferenceParams.max_answer_length."""
+    handle_impossible_answer: bool = False
+    """May answer "" (start = end = 0, score p(no answer)) when the null score wins by null_threshold."""

@@ -177,15 +177,16 @@ class Service:
         engine = self.slot.engine
         results: list[dict | None] = [None] * len(items)
         # answer_many takes one top_k/max_answer_len per call, so group items that share them.
-        groups: dict[tuple[int, int | None], list[int]] = {}
+        groups: dict[tuple[int, int | None, bool], list[int]] = {}
         for index, item in enumerate(items):
-            groups.setdefault((item.top_k or 1, item.max_answer_len), []).append(index)
-        for (top_k, max_len), indices in groups.items():
+            groups.setdefault((item.top_k or 1, item.max_answer_len, item.handle_impossible_answer), []).append(index)
+        for (top_k, max_len, may_abstain), indices in groups.items():
             answers = engine.answer_many(
                 [items[i].question for i in indices],
                 [items[i].context for i in indices],
                 top_k=top_k,
                 max_answer_length=max_len,
+                handle_impossible_answer=may_abstain,
             )
             for i, ranked in zip(indices, answers, strict=True):
                 if not ranked:
@@ -340,6 +341,7 @@ def form() -> tuple[str, int]:
         "error": None,
         "info": state.info,
         "limits": state.settings,
+        "abstain": False,
     }
     if request.method == "GET":
         return render_template("index.html", **page), 200
@@ -347,9 +349,11 @@ def form() -> tuple[str, int]:
     try:
         if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
             raise ApiError(415, "unsupported_media_type", "the form must be posted as a web form")
-        fields = {k: request.form[k] for k in ("question", "context") if k in request.form}
+        fields: dict[str, Any] = {k: request.form[k] for k in ("question", "context") if k in request.form}
         page["question"] = fields.get("question", "")
         page["context"] = fields.get("context", "")
+        # A checkbox is sent only when ticked.
+        page["abstain"] = fields["handle_impossible_answer"] = "handle_impossible_answer" in request.form
         item = parse_item(fields, state.settings)
         (result,) = state.answer([item], lambda _: "")
         context = item.context

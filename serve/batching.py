@@ -32,6 +32,7 @@ import numpy as np
 from qa.decoding import Answer
 from qa.engine import QAEngine
 from qa.errors import SettingsError
+from qa.params import AnswerOptions
 from qa.windowing import Window
 
 # Measured on the 2-core target with MiniLM int8 (bench/README.md): combining requests did not
@@ -138,8 +139,9 @@ class MicroBatcher:
         contexts: Sequence[str],
         top_k: int = 1,
         max_answer_length: int | None = None,
+        handle_impossible_answer: bool = False,
     ) -> list[list[Answer]]:
-        max_answer_length = max_answer_length or self.engine.params.max_answer_length
+        options = AnswerOptions(top_k, max_answer_length, handle_impossible_answer)
         with self._cond:
             self._check_open()
             self._arriving += 1
@@ -162,12 +164,11 @@ class MicroBatcher:
         else:
             self._arrived()
             request.starts, request.ends = [], []
-        return self.engine.decode(contexts, request.windows, request.starts, request.ends, top_k, max_answer_length)
+        return self.engine.decode(contexts, request.windows, request.starts, request.ends, options)
 
-    def answer(
-        self, question: str, context: str, top_k: int = 1, max_answer_length: int | None = None
-    ) -> list[Answer]:
-        return self.answer_many([question], [context], top_k=top_k, max_answer_length=max_answer_length)[0]
+    def answer(self, question: str, context: str, **options) -> list[Answer]:
+        """answer_many for one pair; `options` are answer_many's (top_k, max_answer_length, ...)."""
+        return self.answer_many([question], [context], **options)[0]
 
     def close(self) -> None:
         """Finish queued requests, then stop the model thread; later calls raise BatcherClosed."""

@@ -142,6 +142,10 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                                     "properties": {
                                         "question": {"type": "string"},
                                         "context": {"type": "string"},
+                                        "handle_impossible_answer": {
+                                            "type": "string",
+                                            "description": "Sent (as \"true\") when the box is ticked.",
+                                        },
                                     },
                                 }
                             }

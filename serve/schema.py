@@ -113,6 +113,33 @@ class IntegerField:
         return f"| `{self.name}` | integer, optional | {self.low}–{self.high} | {self.description} |"
 
 
+@dataclass(frozen=True)
+class BooleanField:
+    """An optional true/false; null or absent is `default`."""
+
+    name: str
+    description: str
+    default: bool = False
+
+    required = False
+
+    def parse(self, obj: dict, where: str, settings: Settings) -> bool:
+        value = obj.get(self.name)
+        if value is None:
+            return self.default
+        if not isinstance(value, bool):
+            label = f"{where}{self.name}"
+            raise ApiError(422, "invalid_field", f"field '{label}' must be true or false, got {json_type(value)}")
+        return value
+
+    def json_schema(self, settings: Settings) -> dict[str, Any]:
+        return {"type": ["boolean", "null"], "default": self.default, "description": self.description}
+
+    def doc_row(self, settings: Settings) -> str:
+        default = str(self.default).lower()
+        return f"| `{self.name}` | boolean, optional | true, false (default {default}) | {self.description} |"
+
+
 ITEM_FIELDS = (
     TextField("question", "Must hold a non-whitespace character.",
               lambda s: s.max_question_chars, "QA_MAX_QUESTION_CHARS"),
@@ -121,6 +148,8 @@ ITEM_FIELDS = (
     IntegerField("top_k", "When given, the response adds `answers`: up to top_k best distinct answers.", 1, 10),
     IntegerField("max_answer_len", "Longest answer in model tokens (default: the model's setting, usually 30).",
                  1, 100),
+    BooleanField("handle_impossible_answer", "When true, the answer may be empty (\"\", start 0, end 0, score = "
+                 "p(no answer)) if the context does not hold one; the model's qa.json sets the threshold."),
 )
 FIELD_NAMES = tuple(f.name for f in ITEM_FIELDS)
 
@@ -131,6 +160,7 @@ class AnswerRequest:
     context: str
     top_k: int | None  # None: the client did not ask for "answers"
     max_answer_len: int | None
+    handle_impossible_answer: bool = False
 
 
 def parse_item(obj: Any, settings: Settings, where: str = "") -> AnswerRequest:

@@ -45,3 +45,15 @@ def make_tiny_model(target: Path, architecture: str = "bert", seed: int = 0) -> 
     model.save_pretrained(target)
     copy_tokenizer(target)
     return target
+
+
+def model_with_null_threshold(src, dest, threshold: float):
+    """A copy of a model directory whose qa.json sets `null_threshold`."""
+    import shutil
+    from dataclasses import replace
+
+    from qa.model_dir import load_params, save_params
+
+    shutil.copytree(src, dest)
+    save_params(dest, replace(load_params(dest), null_threshold=threshold))
+    return dest

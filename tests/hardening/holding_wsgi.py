@@ -25,11 +25,11 @@ class HoldingEngine:
         self.backend = engine.backend
         self.model_dir = engine.model_dir
 
-    def answer_many(self, questions, contexts, top_k=1, max_answer_length=None):
+    def answer_many(self, questions, contexts, **options):
         for question in questions:
             if question.startswith(HOLD_PREFIX):
                 self._hold(question[len(HOLD_PREFIX) :].strip())
-        return self._engine.answer_many(questions, contexts, top_k=top_k, max_answer_length=max_answer_length)
+        return self._engine.answer_many(questions, contexts, **options)
 
     def _hold(self, name: str) -> None:
         (self._hold_dir / f"{name}.started").write_text(str(os.getpid()))

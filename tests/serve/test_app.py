@@ -285,7 +285,7 @@ def test_unknown_routes_and_methods_get_json_404_405(client):
 class ExplodingEngine:
     """Answers the warm-up question, then fails like a bug would."""
 
-    def answer_many(self, questions, contexts, top_k=1, max_answer_length=None):
+    def answer_many(self, questions, contexts, **options):
         if questions == [WARMUP_QUESTION]:
             return [[Answer("service", 4, 11, 1.0, 0.0)]]
         raise RuntimeError("secret internal detail")
@@ -318,9 +318,9 @@ def test_readyz_is_503_until_the_model_is_loaded_and_warmed_up(tiny_engine, tiny
     class SlowEngine:
         backend = tiny_engine.backend
 
-        def answer_many(self, questions, contexts, top_k=1, max_answer_length=None):
+        def answer_many(self, questions, contexts, **options):
             warmed.append(questions)
-            return tiny_engine.answer_many(questions, contexts, top_k, max_answer_length)
+            return tiny_engine.answer_many(questions, contexts, **options)
 
     def factory():
         assert release.wait(timeout=30)
@@ -566,3 +566,83 @@ def test_requests_during_shutdown_get_503_not_500(tiny_engine, tiny_settings):
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "not_ready"
     assert response.headers["Retry-After"] == "1"
+
+
+# ---------------------------------------------------------------- abstention (handle_impossible_answer)
+
+
+def test_handle_impossible_answer_gives_the_pipelines_empty_answer(abstaining_client, abstaining_engine):
+    body = post(abstaining_client, "/v1/answer",
+                {"question": QUESTION, "context": CONTEXT, "handle_impossible_answer": True}).get_json()
+    assert (body["answer"], body["start"], body["end"]) == ("", 0, 0)
+    expected = abstaining_engine.answer(QUESTION, CONTEXT, handle_impossible_answer=True)[0]
+    assert expected.text == "" and body["score"] == pytest.approx(expected.score)
+    assert 0 < body["score"] <= 1  # p(no answer) among the n-best spans and the null
+
+
+@pytest.mark.parametrize("flag", [False, None, "absent"])
+def test_without_the_flag_the_service_never_abstains(abstaining_client, flag):
+    item = {"question": QUESTION, "context": CONTEXT}
+    if flag != "absent":
+        item["handle_impossible_answer"] = flag
+    body = post(abstaining_client, "/v1/answer", item).get_json()
+    assert body["answer"] != "" and CONTEXT[body["start"] : body["end"]] == body["answer"]
+
+
+def test_a_threshold_no_null_score_reaches_keeps_the_span(tiny_bert_dir, tiny_settings, tmp_path):
+    from helpers import model_with_null_threshold
+
+    from qa.engine import QAEngine
+
+    model_dir = model_with_null_threshold(tiny_bert_dir, tmp_path / "never", 1e6)
+    client = create_app(QAEngine.from_model_dir(model_dir, backend="torch", threads=1), tiny_settings).test_client()
+    body = post(client, "/v1/answer", {"question": QUESTION, "context": CONTEXT,
+                                       "handle_impossible_answer": True}).get_json()
+    assert body["answer"] != "" and CONTEXT[body["start"] : body["end"]] == body["answer"]
+
+
+def test_top_k_ranks_the_empty_answer_among_the_spans(abstaining_client):
+    body = post(abstaining_client, "/v1/answer", {"question": QUESTION, "context": CONTEXT, "top_k": 3,
+                                                  "handle_impossible_answer": True}).get_json()
+    texts = [a["answer"] for a in body["answers"]]
+    assert texts[0] == "" and all(texts[1:]) and len(texts) == 3
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0, [], {}])
+def test_handle_impossible_answer_must_be_a_boolean(client, value):
+    response = post(client, "/v1/answer", {"question": QUESTION, "context": CONTEXT,
+                                           "handle_impossible_answer": value})
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["code"] == "invalid_field"
+    assert "field 'handle_impossible_answer' must be true or false" in error["message"]
+
+
+def test_handle_impossible_answer_in_a_batch_item_is_named_with_its_index(client):
+    items = [{"question": QUESTION, "context": CONTEXT}, {"question": QUESTION, "context": CONTEXT,
+                                                         "handle_impossible_answer": "no"}]
+    error = error_of(post(client, "/v1/answer/batch", {"items": items}))
+    assert "field 'items[1].handle_impossible_answer' must be true or false, got a string" in error["message"]
+
+
+def test_a_batch_mixes_abstaining_and_answering_items(abstaining_client):
+    items = [{"question": QUESTION, "context": CONTEXT, "handle_impossible_answer": True},
+             {"question": QUESTION, "context": CONTEXT}]
+    results = post(abstaining_client, "/v1/answer/batch", {"items": items}).get_json()["results"]
+    assert results[0]["answer"] == "" and results[1]["answer"] != ""
+
+
+def test_the_openapi_document_declares_the_field(client):
+    props = client.get("/openapi.json").get_json()["components"]["schemas"]["AnswerRequest"]["properties"]
+    assert props["handle_impossible_answer"]["type"] == ["boolean", "null"]
+    assert props["handle_impossible_answer"]["default"] is False
+
+
+def test_the_form_says_plainly_that_the_text_does_not_hold_the_answer(abstaining_client):
+    ticked = abstaining_client.post("/", data={"question": QUESTION, "context": CONTEXT,
+                                               "handle_impossible_answer": "true"})
+    page = ticked.get_data(as_text=True)
+    assert ticked.status_code == 200 and "The text does not contain the answer." in page
+    assert 'id="handle_impossible_answer" name="handle_impossible_answer" type="checkbox" value="true" checked' in page
+    unticked = abstaining_client.post("/", data={"question": QUESTION, "context": CONTEXT}).get_data(as_text=True)
+    assert "The text does not contain the answer." not in unticked and "<mark>" in unticked

@@ -66,14 +66,19 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def base_url(tiny_engine, tiny_settings):
-    server = make_server("127.0.0.1", 0, create_app(tiny_engine, tiny_settings), threaded=True)
+def serve_in_thread(app):
+    """Yields the URL of `app` served on a free loopback port."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def base_url(tiny_engine, tiny_settings):
+    yield from serve_in_thread(create_app(tiny_engine, tiny_settings))
 
 
 def wait_for(browser, css: str):
@@ -123,3 +128,22 @@ def test_the_form_shows_a_validation_error(browser, base_url):
     error = wait_for(browser, "#error")
     assert "'question' must not be whitespace only" in error.text
     assert browser.find_elements(By.ID, "result") == []
+
+
+@pytest.fixture(scope="module")
+def abstaining_url(abstaining_engine, tiny_settings):
+    yield from serve_in_thread(create_app(abstaining_engine, tiny_settings))
+
+
+def test_the_form_says_when_the_text_does_not_hold_the_answer(browser, abstaining_url):
+    from selenium.webdriver.common.by import By
+
+    browser.get(abstaining_url + "/")
+    browser.find_element(By.ID, "question").send_keys("Who wrote the letter?")
+    browser.find_element(By.ID, "context").send_keys("The bridge was repaired in the spring.")
+    browser.find_element(By.ID, "handle_impossible_answer").click()
+    browser.find_element(By.ID, "ask").click()
+    verdict = wait_for(browser, "#no-answer")
+    assert verdict.text == "The text does not contain the answer."
+    assert browser.find_elements(By.CSS_SELECTOR, "#highlighted mark") == []
+    assert browser.find_element(By.ID, "handle_impossible_answer").is_selected()  # the choice is kept

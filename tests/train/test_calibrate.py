@@ -1,0 +1,87 @@
+"""make calibrate on a tiny fixture: the threshold it writes is the one the served decoder applies."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import yaml
+
+from qa.engine import QAEngine
+from qa.model_dir import CALIBRATION_FILE, HELDOUT_FILE, TRAIN_CONFIG_FILE, load_params
+from train.calibrate import calibrate, lowest_threshold_within, score_pairs, wrong_context_pairs
+from train.data import load_squad
+
+
+@pytest.fixture()
+def calibration_dir(tiny_bert_dir, tmp_path, fixtures_dir):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model_dir)
+    data = str(fixtures_dir / "tiny_squad.json")
+    config = {"model": {"name_or_path": str(tiny_bert_dir)}, "data": {"train_file": data, "validation_file": data},
+              "training": {"output_dir": str(model_dir)}, "gate": {"exact_match": 0, "f1": 0}}
+    (model_dir / TRAIN_CONFIG_FILE).write_text(yaml.safe_dump(config))
+    (model_dir / HELDOUT_FILE).write_text(json.dumps({"titles": ["Lighthouses", "Bakery", "Café", "Rivers"]}))
+    # A SQuAD 2.0-style file: the fixture plus one unanswerable question per article.
+    raw = json.loads((fixtures_dir / "tiny_squad.json").read_text())
+    v2 = copy.deepcopy(raw)
+    for a, article in enumerate(v2["data"]):
+        article["paragraphs"][0]["qas"].append(
+            {"id": f"impossible-{a}", "question": "What colour was the dragon?", "answers": [], "is_impossible": True})
+    (tmp_path / "v2.json").write_text(json.dumps(v2))
+    return model_dir, tmp_path / "v2.json"
+
+
+def test_lowest_threshold_keeps_own_abstention_within_the_rate():
+    margins = np.arange(200, dtype=np.float64)  # 0..199
+    t = lowest_threshold_within(margins, 0.01)
+    assert t == 197.0 and (margins > t).sum() == 2  # exactly 1 % above it, none more
+    assert lowest_threshold_within(np.array([3.0, 1.0, 2.0]), 0.01) == 3.0  # 0 of 3 may abstain
+
+
+def test_wrong_context_pairs_come_from_other_articles(fixtures_dir):
+    examples = load_squad(fixtures_dir / "tiny_squad.json")
+    contexts = wrong_context_pairs(examples)
+    own_article = {e.context: e.title for e in examples}
+    assert all(own_article[c] != e.title for e, c in zip(examples, contexts))
+    assert contexts == wrong_context_pairs(examples)  # seeded
+
+
+def test_calibrate_writes_a_threshold_the_engine_applies(calibration_dir):
+    model_dir, v2_file = calibration_dir
+    report = calibrate(model_dir, backend="torch", v2_file=str(v2_file))
+    threshold = load_params(model_dir).null_threshold
+    assert report["null_threshold"] == report["served"]["null_threshold"] == threshold
+    assert report["served"]["own_abstention_pct"] <= 1.0
+    assert report["served"]["questions"] == 11 and report["served"]["articles"] == 4
+    assert json.loads((model_dir / CALIBRATION_FILE).read_text())["null_threshold"] == threshold
+    v2 = report["squad_v2"]
+    assert v2["tune_questions"] + v2["own_threshold"]["questions"] == 17 + 6
+    assert {"exact", "f1", "HasAns_f1", "NoAns_f1"} <= set(v2["served_threshold"])
+    assert report["v1_dev"]["off"]["f1"] >= 0 and "abstention_pct" in report["wrong_context"]
+
+    # What calibration counted as an abstention is exactly what the served decoder does.
+    engine = QAEngine.from_model_dir(model_dir, backend="torch", threads=1)
+    examples = load_squad(model_dir / ".." / "v2.json", require_answers=False)
+    questions, contexts = [e.question for e in examples], wrong_context_pairs(examples)
+    scored = score_pairs(engine, questions, contexts)
+    served = engine.answer_many(questions, contexts, handle_impossible_answer=True)
+    assert [a[0].text == "" for a in served] == scored.abstains(threshold).tolist()
+    assert [a[0].text for a, abstained in zip(served, scored.abstains(threshold)) if not abstained] == [
+        s for s, abstained in zip(scored.spans, scored.abstains(threshold)) if not abstained]
+    # And at a threshold that splits the pairs, both outcomes agree too.
+    middle = float(np.median(scored.margins))
+    engine.params = replace(engine.params, null_threshold=middle)
+    served = engine.answer_many(questions, contexts, handle_impossible_answer=True)
+    mask = scored.abstains(middle)
+    assert 0 < mask.sum() < len(mask)
+    assert [a[0].text == "" for a in served] == mask.tolist()
+
+
+def test_a_part_that_does_not_exist_is_named(calibration_dir):
+    with pytest.raises(ValueError, match="unknown part\\(s\\) v3"):
+        calibrate(calibration_dir[0], parts=["v3"])

@@ -1,0 +1,238 @@
+"""Calibrate the no-answer threshold of a model and measure abstention.
+
+    python -m train.calibrate --model DIR [--parts served,v2,wrong,v1] [--limit N] [--backend B]
+
+Every figure comes from one pass of the served decoder per (question, context) pair: with the null
+candidate always ranked first (threshold -inf), `margin = null logit - best span logit`, and the
+served rule abstains exactly when margin > null_threshold (qa/decoding.py rank_answers). So each
+threshold below is applied to the same margins the service computes.
+
+Parts (all by default):
+- served: the threshold written to DIR/qa.json, chosen on the train articles the run held out
+  (DIR/heldout_articles.json), never on dev. Their questions are paired with their own paragraph and
+  with a paragraph of another held-out article. Rule: the lowest threshold at which at most 1 % of
+  own-paragraph questions abstain; it abstains on as many wrong-context questions as that allows.
+- v2: SQuAD 2.0 dev split by article into seeded halves; the threshold that maximises F1 on one half
+  (the official best_f1 search) is scored on the other (EM, F1, HasAns, NoAns), as is the served one.
+- wrong: every v1.1 dev question paired with a paragraph of another article; abstention rate.
+- v1: v1.1 dev EM/F1 with abstention off and on (served threshold).
+Writes DIR/calibration.json; exit 0 ok, 2 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from qa.engine import QAEngine
+from qa.errors import ModelLoadError
+from qa.files import write_json
+from qa.model_dir import CALIBRATION_FILE, HELDOUT_FILE, load_params, save_params
+from train.cli import positive_int, run_stage
+from train.config import ConfigError, expand_env, model_config
+from train.data import SquadExample, SquadFormatError, load_squad, references
+from train.metrics.squad_v1 import compute_score
+from train.metrics.squad_v2 import compute_score_v2
+
+PARTS = ("served", "v2", "wrong", "v1")
+MAX_OWN_ABSTENTION = 0.01  # the served rule: at most 1 % of right-document questions abstain
+DEFAULT_V2_FILE = "${SQUAD_DIR}/dev-v2.0-reconstructed.json.gz"
+SEED = 13
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The best span and the null margin of each pair."""
+
+    spans: list[str]
+    margins: np.ndarray  # null - best span logit; +inf when no span is valid
+
+    def abstains(self, threshold: float) -> np.ndarray:
+        return self.margins > threshold
+
+
+def score_pairs(engine: QAEngine, questions: Sequence[str], contexts: Sequence[str], desc: str = "") -> Scored:
+    """Best span text and null margin per pair, through the engine's own decoder."""
+    from tqdm.auto import tqdm
+
+    # Threshold -inf: the null answer always comes first, then the best span (answers[1]).
+    always_null = QAEngine(engine.backend, engine.windower, replace(engine.params, null_threshold=-math.inf),
+                           batch_size=engine.batch_size, model_dir=engine.model_dir)
+    with tqdm(total=len(questions), desc=desc or "calibrate", unit="q") as bar:
+        ranked = always_null.answer_many(list(questions), list(contexts), top_k=2, handle_impossible_answer=True,
+                                         progress=bar.update)
+    spans, margins = [], []
+    for answers in ranked:
+        if len(answers) == 2:
+            spans.append(answers[1].text)
+            margins.append(answers[0].logit - answers[1].logit)
+        else:  # no valid span (or no tokens): the served rule abstains at any threshold
+            spans.append("")
+            margins.append(math.inf)
+    return Scored(spans, np.asarray(margins, dtype=np.float64))
+
+
+def lowest_threshold_within(own_margins: np.ndarray, max_rate: float = MAX_OWN_ABSTENTION) -> float:
+    """The lowest threshold t with mean(own_margins > t) <= max_rate."""
+    finite = np.sort(own_margins)
+    allowed = int(math.floor(max_rate * len(finite)))  # this many may lie above t
+    return float(finite[len(finite) - allowed - 1]) if allowed < len(finite) else -math.inf
+
+
+def wrong_context_pairs(examples: Sequence[SquadExample], seed: int = SEED) -> list[str]:
+    """For each example, a paragraph of another article (seeded)."""
+    by_title: dict[str, list[str]] = {}
+    for e in examples:
+        paragraphs = by_title.setdefault(e.title, [])
+        if not paragraphs or paragraphs[-1] != e.context:
+            paragraphs.append(e.context)
+    titles = sorted(by_title)
+    if len(titles) < 2:
+        raise ValueError("a wrong-context set needs questions from at least two articles")
+    rng = random.Random(seed)
+    contexts = []
+    for e in examples:
+        other = e.title
+        while other == e.title:
+            other = rng.choice(titles)
+        contexts.append(rng.choice(by_title[other]))
+    return contexts
+
+
+def rate(mask: np.ndarray) -> float:
+    return round(100.0 * float(mask.mean()), 2) if len(mask) else float("nan")
+
+
+def calibrate_served(engine: QAEngine, model_dir: Path, train_file: str, limit: int | None) -> dict:
+    heldout = json.loads((model_dir / HELDOUT_FILE).read_text(encoding="utf-8"))
+    titles = set(heldout["titles"])
+    examples = [e for e in load_squad(train_file) if e.title in titles][:limit]
+    if not examples:
+        raise ValueError(f"{model_dir / HELDOUT_FILE}: none of its {len(titles)} titles is in {train_file}")
+    own = score_pairs(engine, [e.question for e in examples], [e.context for e in examples], "held-out, own")
+    wrong = score_pairs(engine, [e.question for e in examples], wrong_context_pairs(examples), "held-out, wrong")
+    threshold = lowest_threshold_within(own.margins)
+    if not math.isfinite(threshold):
+        raise ValueError(f"no finite threshold: more than {100 * MAX_OWN_ABSTENTION:g} % of the held-out questions "
+                         "have no valid span in their own paragraph")
+    return {
+        "null_threshold": threshold,
+        "rule": f"lowest threshold with own-paragraph abstention <= {100 * MAX_OWN_ABSTENTION:g} %",
+        "questions": len(examples),
+        "articles": len({e.title for e in examples}),
+        "own_abstention_pct": rate(own.abstains(threshold)),
+        "wrong_abstention_pct": rate(wrong.abstains(threshold)),
+    }
+
+
+def article_halves(examples: Sequence[SquadExample], seed: int = SEED) -> tuple[list[SquadExample], list[SquadExample]]:
+    titles = sorted({e.title for e in examples})
+    random.Random(seed).shuffle(titles)
+    first = set(titles[: len(titles) // 2])
+    return [e for e in examples if e.title in first], [e for e in examples if e.title not in first]
+
+
+def v2_figures(refs: dict, scored: Scored, ids: list[str], threshold: float) -> dict:
+    predictions = dict(zip(ids, scored.spans))
+    margins = dict(zip(ids, scored.margins.tolist()))
+    full = compute_score_v2(refs, predictions, margins, na_prob_thresh=threshold)
+    return {k: round(full[k], 2) for k in ("exact", "f1", "HasAns_f1", "NoAns_f1", "HasAns_exact", "NoAns_exact")
+            if k in full} | {"questions": full["total"], "threshold": round(threshold, 4)}
+
+
+def squad_v2_halves(engine: QAEngine, v2_file: str, served: float, limit: int | None) -> dict:
+    examples = load_squad(v2_file, require_answers=False)[:limit]
+    tune, test = article_halves(examples)
+    result = {}
+    for name, half in (("tune", tune), ("test", test)):
+        result[name] = (half, score_pairs(engine, [e.question for e in half], [e.context for e in half], f"v2 {name}"))
+    (tune_half, tune_scored), (test_half, test_scored) = result["tune"], result["test"]
+    tune_refs, test_refs = references(tune_half), references(test_half)
+    tune_ids, test_ids = [e.id for e in tune_half], [e.id for e in test_half]
+    best = compute_score_v2(tune_refs, dict(zip(tune_ids, tune_scored.spans)),
+                            dict(zip(tune_ids, tune_scored.margins.tolist())))["best_f1_thresh"]
+    return {"file": v2_file, "split": f"by article, seed {SEED}", "tune_questions": len(tune_half),
+            "own_threshold": v2_figures(test_refs, test_scored, test_ids, best),
+            "served_threshold": v2_figures(test_refs, test_scored, test_ids, served)}
+
+
+def wrong_context_v1(engine: QAEngine, dev_file: str, served: float, limit: int | None) -> dict:
+    examples = load_squad(dev_file)[:limit]
+    scored = score_pairs(engine, [e.question for e in examples], wrong_context_pairs(examples), "dev, wrong")
+    return {"file": dev_file, "questions": len(examples), "abstention_pct": rate(scored.abstains(served)),
+            "threshold": served}
+
+
+def v1_on_off(engine: QAEngine, dev_file: str, served: float, limit: int | None) -> dict:
+    examples = load_squad(dev_file)[:limit]
+    scored = score_pairs(engine, [e.question for e in examples], [e.context for e in examples], "dev, own")
+    refs, ids = references(examples), [e.id for e in examples]
+    off = compute_score(refs, dict(zip(ids, scored.spans)))
+    on_spans = ["" if a else s for s, a in zip(scored.spans, scored.abstains(served))]
+    on = compute_score(refs, dict(zip(ids, on_spans)))
+    return {"file": dev_file, "questions": len(examples), "threshold": served,
+            "off": {k: round(v, 2) for k, v in off.items()}, "on": {k: round(v, 2) for k, v in on.items()},
+            "abstention_pct": rate(scored.abstains(served))}
+
+
+def calibrate(model_dir: str | Path, parts: Sequence[str] = PARTS, backend: str = "auto", limit: int | None = None,
+              v2_file: str | None = None, dev_file: str | None = None) -> dict:
+    """Runs the parts, writes DIR/calibration.json (and the served threshold into DIR/qa.json)."""
+    model_dir = Path(model_dir)
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise ValueError(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
+    config = model_config(model_dir)
+    engine = QAEngine.from_model_dir(model_dir, backend=backend)
+    report: dict = {"model_dir": str(model_dir), "backend": engine.backend.name, "limit": limit}
+    served = load_params(model_dir).null_threshold
+    if "served" in parts:
+        if not config.data.train_file:
+            raise ConfigError(config.source, "data.train_file", "not set: the held-out articles come from it")
+        report["served"] = calibrate_served(engine, model_dir, config.data.train_file, limit)
+        served = report["served"]["null_threshold"]
+        save_params(model_dir, replace(load_params(model_dir), null_threshold=served))
+        engine.params = load_params(model_dir)
+    report["null_threshold"] = served
+    dev = dev_file or config.data.validation_file
+    if "v2" in parts:
+        report["squad_v2"] = squad_v2_halves(engine, v2_file or expand_env(DEFAULT_V2_FILE), served, limit)
+    if "wrong" in parts:
+        report["wrong_context"] = wrong_context_v1(engine, dev, served, limit)
+    if "v1" in parts:
+        report["v1_dev"] = v1_on_off(engine, dev, served, limit)
+    previous = {}
+    if (model_dir / CALIBRATION_FILE).is_file():  # parts run separately add up
+        previous = json.loads((model_dir / CALIBRATION_FILE).read_text(encoding="utf-8"))
+    write_json(model_dir / CALIBRATION_FILE, previous | report)
+    return previous | report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--limit", type=positive_int, default=None, help="first N questions of each set (a quick look)")
+    parser.add_argument("--v2-data", help=f"SQuAD 2.0 dev file (default {DEFAULT_V2_FILE})")
+    parser.add_argument("--dev-data", help="SQuAD v1.1 dev file (default: the config's validation file)")
+    args = parser.parse_args(argv)
+
+    def stage() -> None:
+        report = calibrate(args.model, [p.strip() for p in args.parts.split(",") if p.strip()], args.backend,
+                           args.limit, args.v2_data, args.dev_data)
+        print(json.dumps(report, indent=2))
+
+    return run_stage(stage, (ConfigError, ModelLoadError, SquadFormatError, ValueError, OSError, KeyError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
