@@ -83,3 +83,25 @@ def test_the_checker_sees_a_cycle_and_a_wrong_way_import(tmp_path):
     assert graph["qa.b"] == {"qa.a", "serve.app"}
     with pytest.raises(graphlib.CycleError):
         tuple(graphlib.TopologicalSorter(graph).static_order())
+
+
+def test_the_image_stages_copy_what_their_code_imports():
+    """The exporter stage copies qa/ and train/{__init__,cli,export}.py; the runtime stage qa/ and serve/.
+    Whatever those import (transitively) must be among what is copied, or the image build breaks."""
+    graph = import_graph()
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            module = todo.pop()
+            if module not in seen:
+                seen.add(module)
+                todo.extend(graph.get(module, ()))
+        return seen
+
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text(encoding="utf-8")
+    assert "COPY qa/ qa/" in dockerfile and "COPY train/__init__.py train/cli.py train/export.py train/" in dockerfile
+    exporter = {"train", "train.cli", "train.export"}
+    assert {m for m in reach("train.export") if not m.startswith("qa")} <= exporter
+    assert "COPY qa/ /app/qa/" in dockerfile and "COPY serve/ /app/serve/" in dockerfile
+    assert all(m.split(".")[0] in ("qa", "serve") for m in reach("serve.wsgi"))

@@ -35,7 +35,7 @@ import numpy as np
 from qa.engine import QAEngine
 from qa.errors import ModelLoadError
 from qa.files import write_json
-from qa.model_dir import CALIBRATION_FILE, HELDOUT_FILE, load_params, save_params
+from qa.model_dir import CALIBRATION_FILE, HELDOUT_FILE, METRICS_FILE, load_params, save_params
 from train.cli import positive_int, run_stage
 from train.config import ConfigError, expand_env, model_config
 from train.data import SquadExample, SquadFormatError, load_squad, references
@@ -213,6 +213,10 @@ def calibrate(model_dir: str | Path, parts: Sequence[str] = PARTS, backend: str 
     if (model_dir / CALIBRATION_FILE).is_file():  # parts run separately add up
         previous = json.loads((model_dir / CALIBRATION_FILE).read_text(encoding="utf-8"))
     write_json(model_dir / CALIBRATION_FILE, previous | report)
+    if (model_dir / METRICS_FILE).is_file():  # the card shows the figures
+        from train.card import render
+
+        render(model_dir)
     return previous | report
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qa.model_dir import (
+    CALIBRATION_FILE,
     CARD_FILE,
     EVAL_DIR,
     GATE_RECORD,
@@ -74,6 +75,39 @@ def _score_rows(out: Path, metrics: dict) -> list[str]:
         lines.append(f"| {name} | {m.get('exact_match', float('nan')):.2f} | {m.get('f1', float('nan')):.2f} | "
                      f"{m.get('questions')} | {m.get('questions_per_s', '')} | {verdict} |")
     return lines
+
+
+def _abstention_lines(report) -> list[str]:
+    """The calibration figures (calibration.json), or a line saying they are not measured yet."""
+    header = ["## Abstention (handle_impossible_answer)", ""]
+    if not isinstance(report, dict) or "null_threshold" not in report:
+        return header + ["Not calibrated yet: the no-answer threshold in qa.json is the default; "
+                         "`make calibrate MODEL=<this dir>` measures it.", ""]
+    lines = header + [f"Served no-answer threshold (qa.json): {report['null_threshold']:.4f} logits.", ""]
+    served = report.get("served")
+    if served:
+        lines.append(f"- Chosen on {served['questions']} questions of {served['articles']} held-out train articles "
+                     f"({served['rule']}): own paragraph {served['own_abstention_pct']} % abstain, another "
+                     f"article's paragraph {served['wrong_abstention_pct']} %.")
+    wrong = report.get("wrong_context")
+    if wrong:
+        lines.append(f"- v1.1 dev questions each paired with another article's paragraph ({wrong['questions']}): "
+                     f"{wrong['abstention_pct']} % abstain.")
+    v1 = report.get("v1_dev")
+    if v1:
+        lines.append(f"- v1.1 dev ({v1['questions']} questions): EM {v1['off']['exact_match']} / F1 "
+                     f"{v1['off']['f1']} with abstention off, EM {v1['on']['exact_match']} / F1 {v1['on']['f1']} "
+                     f"with it on ({v1['abstention_pct']} % abstain).")
+    v2 = report.get("squad_v2")
+    if v2:
+        for name, label in (("own_threshold", "threshold tuned on the other half"),
+                            ("served_threshold", "served threshold")):
+            f = v2[name]
+            lines.append(f"- SQuAD 2.0 dev, held-out half by article ({f['questions']} questions), {label} "
+                         f"({f['threshold']}): EM {f['exact']} / F1 {f['f1']}; HasAns F1 {f.get('HasAns_f1')}, "
+                         f"NoAns F1 {f.get('NoAns_f1')}.")
+    scope = f" (first {report['limit']} questions of each set)" if report.get("limit") else ""
+    return lines + [f"Measured with `make calibrate`{scope}, {report.get('backend')} backend.", ""]
 
 
 def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None:
@@ -149,6 +183,7 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
                          f"{s.get('max_steps')} | {s.get('train_seconds', 0) / 60:.1f} | "
                          f"{s.get('windows_per_second')} | {'yes' if s.get('stopped_by_time_box') else 'no'} |")
         lines.append("")
+    lines += _abstention_lines(_read_json(out / CALIBRATION_FILE))
     lines += [
         "![training curve](training_curve.png)",
         "",
