@@ -44,8 +44,10 @@ def window_candidates(
     end_logits: np.ndarray,
     n_best: int = DEFAULT_N_BEST,
     max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH,
+    align_to_words: bool = False,
 ) -> list[tuple[float, int, int]]:
-    """(logit, start_char, end_char) for the valid spans among one window's n-best tokens."""
+    """(logit, start_char, end_char) for the valid spans among one window's n-best tokens; with
+    `align_to_words` the characters widen to whole words, as the Hugging Face pipeline does."""
     n = len(window)
     start_logits = np.asarray(start_logits[:n], dtype=np.float64)
     end_logits = np.asarray(end_logits[:n], dtype=np.float64)
@@ -61,11 +63,12 @@ def window_candidates(
     e = end_idx[None, :]
     valid = (e >= s) & (e - s + 1 <= max_answer_length)
     rows, cols = np.nonzero(valid)
+    chars = window.word_spans if align_to_words and window.word_spans is not None else window.offsets
     candidates = []
     for r, c in zip(rows, cols):
         si, ei = int(start_idx[r]), int(end_idx[c])
         logit = float(start_logits[si] + end_logits[ei])
-        candidates.append((logit, int(window.offsets[si, 0]), int(window.offsets[ei, 1])))
+        candidates.append((logit, int(chars[si, 0]), int(chars[ei, 1])))
     return candidates
 
 
@@ -132,11 +135,12 @@ def decode_example(
     max_answer_length: int = DEFAULT_MAX_ANSWER_LENGTH,
     top_k: int = 1,
     null_threshold: float | None = None,
+    align_to_words: bool = False,
 ) -> list[Answer]:
     """Best answers for one example from the logits of all its windows (see the module doc for
     `null_threshold`, the abstention threshold in logits; None never abstains)."""
     candidates: list[tuple[float, int, int]] = []
     for window, s, e in zip(windows, start_logits, end_logits):
-        candidates.extend(window_candidates(window, s, e, n_best, max_answer_length))
+        candidates.extend(window_candidates(window, s, e, n_best, max_answer_length, align_to_words))
     null = null_logit(windows, start_logits, end_logits) if null_threshold is not None else None
     return rank_answers(context, candidates, n_best=n_best, top_k=top_k, null=null, null_threshold=null_threshold)

@@ -6,6 +6,7 @@ numbers on the model card are the numbers of the code that serves.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -15,7 +16,7 @@ import numpy as np
 from qa.backends import Backend, default_threads, load_backend, resolve_backend_name
 from qa.decoding import Answer, decode_example
 from qa.errors import ModelLoadError
-from qa.model_dir import TOKENIZER_FILE, load_params
+from qa.model_dir import CONFIG_FILE, TOKENIZER_FILE, load_params
 from qa.params import AnswerOptions, InferenceParams
 from qa.windowing import Window, Windower
 
@@ -27,9 +28,8 @@ class Answerer(Protocol):
     "backend" field, the model version and /metrics.
     """
 
-    def answer_many(self, questions: Sequence[str], contexts: Sequence[str], top_k: int = 1,
-                    max_answer_length: int | None = None,
-                    handle_impossible_answer: bool = False) -> list[list[Answer]]: ...
+    def answer_many(self, questions: Sequence[str], contexts: Sequence[str], **options) -> list[list[Answer]]:
+        """Answers per pair, best first; `options` are qa.params.AnswerOptions fields."""
 
 
 class QAEngine:
@@ -40,12 +40,15 @@ class QAEngine:
         params: InferenceParams | None = None,
         batch_size: int = 16,
         model_dir: Path | None = None,
+        max_positions: int | None = None,
     ) -> None:
         self.backend = backend
         self.windower = windower
         self.params = params or InferenceParams()
         self.batch_size = batch_size
         self.model_dir = model_dir
+        self.max_positions = max_positions  # the model's position limit: the longest window it reads
+        self._windowers: dict[tuple[int, int, int], Windower] = {}
 
     @classmethod
     def from_model_dir(
@@ -64,15 +67,32 @@ class QAEngine:
             raise ModelLoadError(model_dir, f"{TOKENIZER_FILE} is unreadable: {exc}") from exc
         name = resolve_backend_name(backend, model_dir)
         loaded = load_backend(name, model_dir, threads=threads if threads is not None else default_threads())
-        return cls(loaded, windower, params, batch_size=batch_size, model_dir=model_dir)
+        return cls(loaded, windower, params, batch_size=batch_size, model_dir=model_dir,
+                   max_positions=max_positions(model_dir))
 
-    def window_logits(self, windows: Sequence[Window]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def resolve(self, options: AnswerOptions) -> InferenceParams:
+        """The parameters one call runs with: the model's, with the call's overrides (validated)."""
+        return options.resolve(self.params, self.max_positions)
+
+    def windower_for(self, params: InferenceParams) -> Windower:
+        """The windower of these window sizes (the model's own unless a call overrides them)."""
+        sizes = (params.max_seq_length, params.doc_stride, params.max_query_length)
+        if sizes == (self.windower.max_seq_length, self.windower.doc_stride, self.windower.max_query_length):
+            return self.windower
+        if sizes not in self._windowers:
+            self._windowers[sizes] = self.windower.resized(*sizes)
+        return self._windowers[sizes]
+
+    def window_logits(
+        self, windows: Sequence[Window], batch_size: int | None = None
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Start/end logits for each window, batching windows of similar length together."""
+        batch_size = batch_size or self.batch_size
         starts: list[np.ndarray] = [np.empty(0)] * len(windows)
         ends: list[np.ndarray] = [np.empty(0)] * len(windows)
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
-        for first in range(0, len(order), self.batch_size):
-            chunk = order[first : first + self.batch_size]
+        for first in range(0, len(order), batch_size):
+            chunk = order[first : first + batch_size]
             batch = self.windower.pad([windows[i] for i in chunk])
             start_logits, end_logits = self.backend(batch.as_inputs(self.backend.input_names))
             for row, i in enumerate(chunk):
@@ -86,10 +106,12 @@ class QAEngine:
         starts: Sequence[np.ndarray],
         ends: Sequence[np.ndarray],
         options: AnswerOptions,
+        params: InferenceParams | None = None,
     ) -> list[list[Answer]]:
-        """Answers per context from the logits of all windows (windows carry their example index)."""
-        max_answer_length = options.max_answer_length or self.params.max_answer_length
-        null_threshold = self.params.null_threshold if options.handle_impossible_answer else None
+        """Answers per context from the logits of all windows (windows carry their example index);
+        `params` is self.resolve(options), passed when the caller has it already."""
+        params = params or self.resolve(options)
+        null_threshold = params.null_threshold if options.handle_impossible_answer else None
         by_example: list[list[int]] = [[] for _ in contexts]
         for i, window in enumerate(windows):
             by_example[window.example_index].append(i)
@@ -99,10 +121,11 @@ class QAEngine:
                 [windows[i] for i in idx],
                 [starts[i] for i in idx],
                 [ends[i] for i in idx],
-                n_best=self.params.n_best,
-                max_answer_length=max_answer_length,
+                n_best=params.n_best,
+                max_answer_length=params.max_answer_length,
                 top_k=options.top_k,
                 null_threshold=null_threshold,
+                align_to_words=params.align_to_words,
             )
             for example, idx in enumerate(by_example)
         ]
@@ -111,21 +134,26 @@ class QAEngine:
         self,
         questions: Sequence[str],
         contexts: Sequence[str],
-        top_k: int = 1,
-        max_answer_length: int | None = None,
-        handle_impossible_answer: bool = False,
         progress: Callable[[int], None] | None = None,
         chunk_size: int = 256,
+        batch_size: int | None = None,
+        **options,
     ) -> list[list[Answer]]:
-        """Answers for each (question, context) pair, best first; [] when the context has no tokens."""
-        options = AnswerOptions(top_k, max_answer_length, handle_impossible_answer)
+        """Answers for each (question, context) pair, best first; [] when the context has no tokens.
+
+        `options` are qa.params.AnswerOptions fields (top_k, max_answer_length, handle_impossible_answer,
+        align_to_words, max_seq_length, doc_stride, max_query_length); a bad one is an InvalidParams.
+        """
+        call = AnswerOptions(**options)
+        params = self.resolve(call)
+        windower = self.windower_for(params)
         results: list[list[Answer]] = []
         for first in range(0, len(questions), chunk_size):
             qs = questions[first : first + chunk_size]
             cs = contexts[first : first + chunk_size]
-            windows = self.windower.windows(qs, cs)
-            starts, ends = self.window_logits(windows) if windows else ([], [])
-            results.extend(self.decode(cs, windows, starts, ends, options))
+            windows = windower.windows(qs, cs)
+            starts, ends = self.window_logits(windows, batch_size) if windows else ([], [])
+            results.extend(self.decode(cs, windows, starts, ends, call, params))
             if progress:
                 progress(len(qs))
         return results
@@ -133,3 +161,12 @@ class QAEngine:
     def answer(self, question: str, context: str, **options) -> list[Answer]:
         """answer_many for one pair; `options` are answer_many's (top_k, max_answer_length, ...)."""
         return self.answer_many([question], [context], **options)[0]
+
+
+def max_positions(model_dir: Path) -> int | None:
+    """max_position_embeddings of DIR/config.json (BERT and DistilBERT name it so); None if absent."""
+    try:
+        value = json.loads((Path(model_dir) / CONFIG_FILE).read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and value > 0 else None

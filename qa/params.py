@@ -7,7 +7,7 @@ HTTP service all use `InferenceParams`, so a parameter has one name, one default
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 DEFAULT_MAX_SEQ_LENGTH = 384
 DEFAULT_DOC_STRIDE = 128
@@ -57,6 +57,8 @@ class InferenceParams:
     null_threshold: float = DEFAULT_NULL_THRESHOLD
     """Logits by which the null score must beat the best span for an abstention (requests that set
     handle_impossible_answer); calibrated on held-out train articles, never on dev."""
+    align_to_words: bool = False
+    """Widen answers to whole words (the Hugging Face pipeline's align_to_words)."""
 
     def validate(self) -> InferenceParams:
         """Raises InvalidParams naming the first bad field; returns self."""
@@ -65,6 +67,9 @@ class InferenceParams:
             if f.name == "null_threshold":
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     raise InvalidParams(f.name, f"must be a finite number, got {value!r}")
+            elif f.name == "align_to_words":
+                if not isinstance(value, bool):
+                    raise InvalidParams(f.name, f"must be true or false, got {value!r}")
             elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise InvalidParams(f.name, f"must be a positive integer, got {value!r}")
         problem = window_room_problem(self.max_seq_length, self.doc_stride, self.max_query_length)
@@ -82,13 +87,38 @@ class InferenceParams:
         return cls(**raw).validate()
 
 
+
 @dataclass(frozen=True)
 class AnswerOptions:
-    """Per-call answer settings: each request field that changes decoding is one of these."""
+    """Per-call answer settings; None takes the model's InferenceParams. Each request field that
+    changes windowing or decoding is one of these."""
 
     top_k: int = 1
     """Answers returned, best first, with distinct text."""
     max_answer_length: int | None = None
-    """Longest answer in tokens; None: the model's InferenceParams.max_answer_length."""
+    """Longest answer in tokens."""
     handle_impossible_answer: bool = False
     """May answer "" (start = end = 0, score p(no answer)) when the null score wins by null_threshold."""
+    align_to_words: bool | None = None
+    """Widen answers to whole words."""
+    max_seq_length: int | None = None
+    doc_stride: int | None = None
+    max_query_length: int | None = None
+
+    def resolve(self, params: InferenceParams, max_positions: int | None = None) -> InferenceParams:
+        """The model's params with these overrides, validated (InvalidParams names the field)."""
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
+            raise InvalidParams("top_k", f"must be a positive integer, got {self.top_k!r}")
+        if not isinstance(self.handle_impossible_answer, bool):
+            value = self.handle_impossible_answer
+            raise InvalidParams("handle_impossible_answer", f"must be true or false, got {value!r}")
+        overrides = {name: getattr(self, name) for name in WINDOW_AND_SPAN_FIELDS if getattr(self, name) is not None}
+        resolved = replace(params, **overrides).validate()
+        if max_positions is not None and resolved.max_seq_length > max_positions:
+            raise InvalidParams("max_seq_length", f"must be at most the model's {max_positions} positions, "
+                                f"got {resolved.max_seq_length}")
+        return resolved
+
+
+# AnswerOptions fields that override InferenceParams fields of the same name.
+WINDOW_AND_SPAN_FIELDS = ("max_answer_length", "align_to_words", "max_seq_length", "doc_stride", "max_query_length")

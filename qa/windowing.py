@@ -32,6 +32,9 @@ class Window:
     token_type_ids: np.ndarray  # int64 [seq]
     # Character span in the context of each token; (-1, -1) for question and special tokens.
     offsets: np.ndarray  # int64 [seq, 2]
+    # Character span of the whole word (as the tokenizer's pre-tokenizer splits words) that each
+    # context token belongs to, within this window; (-1, -1) elsewhere. For align_to_words.
+    word_spans: np.ndarray | None = None
 
     @property
     def context_mask(self) -> np.ndarray:
@@ -82,6 +85,11 @@ class Windower:
         self._question_tokenizer.no_padding()
         self._question_tokenizer.no_truncation()
         self.pad_id = _pad_token_id(tokenizer)
+        self._tokenizer_json = tokenizer.to_str()
+
+    def resized(self, max_seq_length: int, doc_stride: int, max_query_length: int) -> Windower:
+        """The same tokenizer with other window sizes (per-request doc_stride, max_seq_len, ...)."""
+        return Windower(Tokenizer.from_str(self._tokenizer_json), max_seq_length, doc_stride, max_query_length)
 
     @classmethod
     def from_params(cls, tokenizer: Tokenizer, params: InferenceParams) -> Windower:
@@ -110,12 +118,15 @@ class Windower:
                 offsets = np.asarray(part.offsets, dtype=np.int64).reshape(-1, 2)
                 is_context = np.asarray([s == 1 for s in part.sequence_ids], dtype=bool)
                 offsets[~is_context] = -1
+                words = np.asarray([-1 if w is None else w for w in part.word_ids], dtype=np.int64)
+                words[~is_context] = -1
                 windows.append(
                     Window(
                         example_index=example_index,
                         input_ids=np.asarray(part.ids, dtype=np.int64),
                         token_type_ids=np.asarray(part.type_ids, dtype=np.int64),
                         offsets=offsets,
+                        word_spans=word_spans(offsets, words),
                     )
                 )
         return windows
@@ -132,6 +143,24 @@ class Windower:
             attention_mask[row, :n] = 1
             token_type_ids[row, :n] = window.token_type_ids
         return PaddedBatch(input_ids, attention_mask, token_type_ids)
+
+
+def word_spans(offsets: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """Per token, the character span of its word: a word is a run of tokens with the same word id
+    (-1: not a context token, whose span stays (-1, -1))."""
+    spans = np.full_like(offsets, -1)
+    n = len(words)
+    if n == 0:
+        return spans
+    run_begins = np.ones(n, dtype=bool)
+    run_begins[1:] = words[1:] != words[:-1]
+    run_of = np.cumsum(run_begins) - 1
+    firsts = np.flatnonzero(run_begins)
+    lasts = np.append(firsts[1:] - 1, n - 1)
+    spans[:, 0] = offsets[firsts, 0][run_of]
+    spans[:, 1] = offsets[lasts, 1][run_of]
+    spans[words < 0] = -1
+    return spans
 
 
 def _pad_token_id(tokenizer: Tokenizer) -> int:

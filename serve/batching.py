@@ -137,16 +137,16 @@ class MicroBatcher:
         self,
         questions: Sequence[str],
         contexts: Sequence[str],
-        top_k: int = 1,
-        max_answer_length: int | None = None,
-        handle_impossible_answer: bool = False,
+        **options,
     ) -> list[list[Answer]]:
-        options = AnswerOptions(top_k, max_answer_length, handle_impossible_answer)
+        """QAEngine.answer_many, with the model calls shared with concurrent requests."""
+        call = AnswerOptions(**options)
+        params = self.engine.resolve(call)
         with self._cond:
             self._check_open()
             self._arriving += 1
         try:
-            windows = self.engine.windower.windows(questions, contexts)
+            windows = self.engine.windower_for(params).windows(questions, contexts)
         except BaseException:
             self._arrived()
             raise
@@ -164,7 +164,7 @@ class MicroBatcher:
         else:
             self._arrived()
             request.starts, request.ends = [], []
-        return self.engine.decode(contexts, request.windows, request.starts, request.ends, options)
+        return self.engine.decode(contexts, request.windows, request.starts, request.ends, call, params)
 
     def answer(self, question: str, context: str, **options) -> list[Answer]:
         """answer_many for one pair; `options` are answer_many's (top_k, max_answer_length, ...)."""

@@ -3,7 +3,7 @@
     python -m train.calibrate --model DIR [--parts served,v2,wrong,v1] [--limit N] [--backend B]
 
 Every figure comes from one pass of the served decoder per (question, context) pair: with the null
-candidate always ranked first (threshold -inf), `margin = null logit - best span logit`, and the
+candidate always ranked first (a threshold below any margin), `margin = null logit - best span logit`, and the
 served rule abstains exactly when margin > null_threshold (qa/decoding.py rank_answers). So each
 threshold below is applied to the same margins the service computes.
 
@@ -46,6 +46,7 @@ PARTS = ("served", "v2", "wrong", "v1")
 MAX_OWN_ABSTENTION = 0.01  # the served rule: at most 1 % of right-document questions abstain
 DEFAULT_V2_FILE = "${SQUAD_DIR}/dev-v2.0-reconstructed.json.gz"
 SEED = 13
+BELOW_ANY_MARGIN = -1e30  # logits are O(10); qa.json thresholds must be finite
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,8 @@ def score_pairs(engine: QAEngine, questions: Sequence[str], contexts: Sequence[s
     """Best span text and null margin per pair, through the engine's own decoder."""
     from tqdm.auto import tqdm
 
-    # Threshold -inf: the null answer always comes first, then the best span (answers[1]).
-    always_null = QAEngine(engine.backend, engine.windower, replace(engine.params, null_threshold=-math.inf),
+    # A threshold below any margin: the null answer always comes first, then the best span (answers[1]).
+    always_null = QAEngine(engine.backend, engine.windower, replace(engine.params, null_threshold=BELOW_ANY_MARGIN),
                            batch_size=engine.batch_size, model_dir=engine.model_dir)
     with tqdm(total=len(questions), desc=desc or "calibrate", unit="q") as bar:
         ranked = always_null.answer_many(list(questions), list(contexts), top_k=2, handle_impossible_answer=True,

@@ -1,0 +1,123 @@
+"""`QuestionAnswerer`: a drop-in for the question-answering pipeline that transformers 5 removed.
+
+    from qa import QuestionAnswerer
+
+    qa = QuestionAnswerer.from_model_dir("models/minilm-l6-squad")
+    qa(question="Who built it?", context="The bridge was built by Roman engineers.")
+    # {'score': 0.93, 'start': 24, 'end': 39, 'answer': 'Roman engineers'}
+
+It takes the pipeline's arguments with the pipeline's names and defaults, and returns what the
+pipeline returned: one {"score", "start", "end", "answer"} dict, or a list when top_k > 1 or when
+several questions are asked (a list of one pair gives a dict, as the pipeline did). The answers
+come from the same engine the service and the evaluation use. Two differences, both on purpose:
+`score` is the softmax over the n-best spans (the pipeline multiplied a start and an end
+probability), and `handle_impossible_answer` abstains by the model's calibrated `null_threshold`
+(the pipeline compared raw probabilities).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qa.engine import QAEngine
+from qa.params import InvalidParams
+
+
+@dataclass(frozen=True)
+class PipelineArgument:
+    """One argument of the pipeline and the engine option it sets."""
+
+    name: str  # the pipeline's name
+    option: str | None  # the qa.params.AnswerOptions field; None: handled here
+    default: Any
+    allowed: str  # for error messages
+
+
+ARGUMENTS = (
+    PipelineArgument("top_k", "top_k", 1, "an integer >= 1"),
+    PipelineArgument("doc_stride", "doc_stride", 128, "an integer >= 1 that leaves room for context"),
+    PipelineArgument("max_answer_len", "max_answer_length", 15, "an integer >= 1"),
+    PipelineArgument("max_seq_len", "max_seq_length", 384, "an integer >= 1, at most the model's positions"),
+    PipelineArgument("max_question_len", "max_query_length", 64, "an integer >= 1"),
+    PipelineArgument("handle_impossible_answer", "handle_impossible_answer", False, "True or False"),
+    PipelineArgument("align_to_words", "align_to_words", True, "True or False"),
+    PipelineArgument("batch_size", None, None, "an integer >= 1 (windows per model call)"),
+)
+BY_NAME = {a.name: a for a in ARGUMENTS}
+BY_OPTION = {a.option: a for a in ARGUMENTS if a.option}
+
+
+class QuestionAnswerer:
+    def __init__(self, engine: QAEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_model_dir(cls, model_dir: str | Path, backend: str = "auto", threads: int | None = None):
+        return cls(QAEngine.from_model_dir(model_dir, backend=backend, threads=threads))
+
+    def __call__(self, *args, question: str | Sequence[str] | None = None, context: str | Sequence[str] | None = None,
+                 **kwargs) -> dict | list:
+        questions, contexts, single = _pairs(args, question, context)
+        unknown = sorted(set(kwargs) - set(BY_NAME))
+        if unknown:
+            raise ValueError(f"unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(BY_NAME)}")
+        values = {a.name: kwargs.get(a.name, a.default) for a in ARGUMENTS}
+        batch_size = values["batch_size"]
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise ValueError(f"batch_size must be {BY_NAME['batch_size'].allowed}, got {batch_size!r}")
+        options = {a.option: values[a.name] for a in ARGUMENTS if a.option}
+        try:
+            ranked = self.engine.answer_many(questions, contexts, batch_size=batch_size, **options)
+        except InvalidParams as exc:
+            argument = BY_OPTION.get(exc.field)
+            name = argument.name if argument else exc.field
+            allowed = f" (allowed: {argument.allowed})" if argument else ""
+            problem = exc.problem
+            for option, pipeline_argument in BY_OPTION.items():  # the pipeline's names throughout
+                problem = problem.replace(f"{option}=", f"{pipeline_argument.name}=")
+            raise ValueError(f"{name}: {problem}{allowed}") from None
+        empty = [i for i, answers in enumerate(ranked) if not answers]
+        if empty:
+            raise ValueError(f"context {empty[0]} has no readable text for the model (only control, format or "
+                             "unknown characters)")
+        results = [[{"score": a.score, "start": a.start, "end": a.end, "answer": a.text} for a in answers]
+                   for answers in ranked]
+        if values["top_k"] == 1:
+            results = [r[0] for r in results]
+        return results[0] if single or len(results) == 1 else results
+
+
+def _pairs(args: tuple, question, context) -> tuple[list[str], list[str], bool]:
+    """(questions, contexts, one pair given) from the pipeline's call forms: question=/context=
+    (strings or equal-length lists), or {"question", "context"} dicts as positional arguments."""
+    if args:
+        if question is not None or context is not None:
+            raise ValueError("pass the pairs either positionally (dicts) or as question=/context=, not both")
+        items = list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args)
+        if not all(isinstance(i, dict) and {"question", "context"} <= set(i) for i in items):
+            raise ValueError('positional arguments must be {"question": ..., "context": ...} dicts')
+        questions, contexts = [i["question"] for i in items], [i["context"] for i in items]
+        single = len(args) == 1 and isinstance(args[0], dict)
+    else:
+        if question is None or context is None:
+            raise ValueError("question and context are both required")
+        single = isinstance(question, str) and isinstance(context, str)
+        if single:
+            questions, contexts = [question], [context]
+        elif isinstance(question, str):  # one question over several contexts, as the pipeline allowed
+            questions, contexts = [question] * len(context), list(context)
+        elif isinstance(context, str):
+            questions, contexts = list(question), [context] * len(question)
+        else:
+            questions, contexts = list(question), list(context)
+    if len(questions) != len(contexts):
+        raise ValueError(f"question and context must have the same length, got {len(questions)} and {len(contexts)}")
+    for name, values in (("question", questions), ("context", contexts)):
+        for value in values:
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a non-empty string (or a list of them), got {value!r}")
+    return questions, contexts, single
