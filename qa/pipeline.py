@@ -50,6 +50,15 @@ BY_NAME = {a.name: a for a in ARGUMENTS}
 BY_OPTION = {a.option: a for a in ARGUMENTS if a.option}
 
 
+class NoReadableText(ValueError):
+    """A context holds no token the model can read (only control, format or unknown characters)."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        super().__init__(f"context {index} has no readable text for the model (only control, format or "
+                         "unknown characters)")
+
+
 class QuestionAnswerer:
     def __init__(self, engine: QAEngine) -> None:
         self.engine = engine
@@ -70,8 +79,10 @@ class QuestionAnswerer:
                                        or batch_size < 1):
             raise ValueError(f"batch_size must be {BY_NAME['batch_size'].allowed}, got {batch_size!r}")
         options = {a.option: values[a.name] for a in ARGUMENTS if a.option}
+        if batch_size is not None:  # a QAEngine's; wrappers such as the service's batcher choose their own
+            options["batch_size"] = batch_size
         try:
-            ranked = self.engine.answer_many(questions, contexts, batch_size=batch_size, **options)
+            ranked = self.engine.answer_many(questions, contexts, **options)
         except InvalidParams as exc:
             argument = BY_OPTION.get(exc.field)
             name = argument.name if argument else exc.field
@@ -82,8 +93,7 @@ class QuestionAnswerer:
             raise ValueError(f"{name}: {problem}{allowed}") from None
         empty = [i for i, answers in enumerate(ranked) if not answers]
         if empty:
-            raise ValueError(f"context {empty[0]} has no readable text for the model (only control, format or "
-                             "unknown characters)")
+            raise NoReadableText(empty[0])
         results = [[{"score": a.score, "start": a.start, "end": a.end, "answer": a.text} for a in answers]
                    for answers in ranked]
         if values["top_k"] == 1:

@@ -26,10 +26,11 @@ from qa.engine import Answerer
 from qa.errors import ModelLoadError
 from qa.files import file_sha256
 from qa.model_dir import weight_files
+from qa.pipeline import NoReadableText, QuestionAnswerer
 from serve.batching import BatcherClosed
 from serve.metrics import ServiceMetrics
 from serve.openapi import openapi_document
-from serve.schema import AnswerRequest, ApiError, json_type, parse_item
+from serve.schema import AnswerRequest, ApiError, json_type, parse_item, parse_pipeline_request
 from serve.settings import Settings
 
 log = logging.getLogger("serve.app")
@@ -326,6 +327,24 @@ def answer_batch() -> Response:
     items = parse_batch(parse_json_body(), state.settings)
     results = state.answer(items, lambda i: f"items[{i}].")
     return jsonify({"results": results, **state.served_by()})
+
+
+@routes.post("/v1/question-answering")
+def question_answering() -> Response:
+    """The Hugging Face inference task shape, answered as the pipeline answered (its defaults too)."""
+    state = service()
+    asked = parse_pipeline_request(parse_json_body(), state.settings)
+    try:
+        result = QuestionAnswerer(state.slot.engine)(question=asked.questions, context=asked.contexts,
+                                                     **asked.parameters)
+    except NoReadableText as exc:
+        field = "inputs" if asked.single else f"inputs[{exc.index}]"
+        raise ApiError(422, "no_tokens", f"field '{field}.context' has no readable text for the model "
+                       "(only control, format or unknown characters)") from None
+    except ValueError as exc:  # a parameter combination the model cannot use (the message names it)
+        raise ApiError(422, "invalid_parameters", f"parameters.{exc}") from None
+    state.metrics.answers.inc(len(asked.questions))
+    return jsonify(result)
 
 
 # ---------------------------------------------------------------- the HTML form

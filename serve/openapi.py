@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from serve.schema import item_json_schema
+from serve.schema import item_json_schema, pipeline_json_schemas
 from serve.settings import Settings
 
 API_VERSION = "1.0.0"
@@ -116,6 +116,24 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _json("BatchResponse", "One result per item, in the order of the items."),
+                        **answer_errors,
+                    },
+                }
+            },
+            "/v1/question-answering": {
+                "post": {
+                    "summary": "The Hugging Face inference task shape, answered as the question-answering pipeline "
+                    "answered (its parameter names and defaults)",
+                    "operationId": "questionAnswering",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/PipelineRequest"}}
+                        },
+                    },
+                    "responses": {
+                        "200": _json("PipelineResponse", "One answer for one input (top_k 1), else a list (of lists "
+                                     "for several inputs with top_k > 1)."),
                         **answer_errors,
                     },
                 }
@@ -241,6 +259,7 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                         **served_by,
                     },
                 },
+                **pipeline_json_schemas(s),
                 "Status": {"type": "object", "properties": {"status": {"type": "string", "const": "ok"}}},
                 "Ready": {
                     "type": "object",

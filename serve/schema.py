@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from qa.pipeline import ARGUMENTS as PIPELINE_ARGUMENTS
 from serve.settings import Settings
 
 
@@ -168,10 +169,7 @@ def parse_item(obj: Any, settings: Settings, where: str = "") -> AnswerRequest:
     if not isinstance(obj, dict):
         label = where.rstrip(".") or "body"
         raise ApiError(422, "invalid_body", f"'{label}' must be a JSON object, got {json_type(obj)}")
-    unknown = sorted(set(obj) - set(FIELD_NAMES))
-    if unknown:
-        names = ", ".join(f"'{where}{n}'" for n in unknown)
-        raise ApiError(422, "unknown_field", f"unknown field(s) {names}; accepted fields: {', '.join(FIELD_NAMES)}")
+    _no_unknown(obj, FIELD_NAMES, where)
     return AnswerRequest(**{f.name: f.parse(obj, where, settings) for f in ITEM_FIELDS})
 
 
@@ -190,3 +188,114 @@ def docs_table(settings: Settings | None = None) -> str:
     settings = settings or Settings()
     rows = ["| Field | Type | Accepted | Meaning |", "|---|---|---|---|"]
     return "\n".join(rows + [f.doc_row(settings) for f in ITEM_FIELDS])
+
+
+# ---------------------------------------------------------------- the Hugging Face task shape
+# POST /v1/question-answering: {"inputs": {"question", "context"} or a list of them, "parameters": {...}},
+# answered in the pipeline's shape with the pipeline's defaults (qa/pipeline.py ARGUMENTS).
+
+PIPELINE_INPUT_FIELDS = ITEM_FIELDS[:2]  # question, context
+PIPELINE_DEFAULTS = {a.name: a.default for a in PIPELINE_ARGUMENTS}
+PIPELINE_PARAMETERS = (
+    IntegerField("top_k", "Answers per input; above 1 the answer is a list.", 1, 10),
+    IntegerField("doc_stride", f"Tokens shared by consecutive windows of a long context (default "
+                 f"{PIPELINE_DEFAULTS['doc_stride']}).", 1, 256),
+    IntegerField("max_answer_len", f"Longest answer in tokens (default {PIPELINE_DEFAULTS['max_answer_len']}, "
+                 "the pipeline's).", 1, 100),
+    IntegerField("max_seq_len", f"Tokens per window (default {PIPELINE_DEFAULTS['max_seq_len']}); at most the "
+                 "model's positions.", 32, 512),
+    IntegerField("max_question_len", f"Longer questions are cut to this many tokens (default "
+                 f"{PIPELINE_DEFAULTS['max_question_len']}).", 1, 256),
+    BooleanField("handle_impossible_answer", "May answer \"\" (start 0, end 0) when the context does not hold "
+                 "the answer; the model's qa.json sets the threshold.", PIPELINE_DEFAULTS["handle_impossible_answer"]),
+    BooleanField("align_to_words", "Widen answers to whole words.", PIPELINE_DEFAULTS["align_to_words"]),
+)
+
+
+@dataclass(frozen=True)
+class PipelineRequest:
+    questions: list[str]
+    contexts: list[str]
+    single: bool  # inputs was one object: the answer is one object (top_k 1)
+    parameters: dict[str, Any]  # only those the client set
+
+
+def parse_pipeline_request(body: Any, settings: Settings) -> PipelineRequest:
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_body", f"'body' must be a JSON object, got {json_type(body)}")
+    _no_unknown(body, ("inputs", "parameters"), "")
+    inputs = body.get("inputs")
+    if inputs is None:
+        raise ApiError(422, "missing_field", "field 'inputs' is required")
+    single = isinstance(inputs, dict)
+    if single:
+        items = [(inputs, "inputs.")]
+    elif isinstance(inputs, list):
+        if not inputs:
+            raise ApiError(422, "empty_field", "field 'inputs' must hold at least one input")
+        if len(inputs) > settings.max_batch_items:
+            raise ApiError(413, "too_many_items",
+                           f"field 'inputs' has {len(inputs)} inputs; the limit is {settings.max_batch_items} inputs")
+        items = [(obj, f"inputs[{i}].") for i, obj in enumerate(inputs)]
+    else:
+        raise ApiError(422, "invalid_field", f"field 'inputs' must be an object or an array, got {json_type(inputs)}")
+    questions, contexts = [], []
+    for obj, where in items:
+        if not isinstance(obj, dict):
+            raise ApiError(422, "invalid_body", f"'{where.rstrip('.')}' must be a JSON object, got {json_type(obj)}")
+        _no_unknown(obj, tuple(f.name for f in PIPELINE_INPUT_FIELDS), where)
+        question, context = (f.parse(obj, where, settings) for f in PIPELINE_INPUT_FIELDS)
+        questions.append(question)
+        contexts.append(context)
+    total = sum(len(c) for c in contexts)
+    if total > settings.max_batch_context_chars:
+        raise ApiError(413, "batch_too_long", f"the inputs' contexts have {total} characters together; the limit "
+                       f"is {settings.max_batch_context_chars} characters per request")
+    raw = body.get("parameters") or {}
+    if not isinstance(raw, dict):
+        raise ApiError(422, "invalid_field", f"field 'parameters' must be an object, got {json_type(raw)}")
+    _no_unknown(raw, tuple(f.name for f in PIPELINE_PARAMETERS), "parameters.")
+    parameters = {f.name: f.parse(raw, "parameters.", settings)
+                  for f in PIPELINE_PARAMETERS if raw.get(f.name) is not None}
+    return PipelineRequest(questions, contexts, single, parameters)
+
+
+def _no_unknown(obj: dict, accepted: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(obj) - set(accepted))
+    if unknown:
+        names = ", ".join(f"'{where}{n}'" for n in unknown)
+        raise ApiError(422, "unknown_field", f"unknown field(s) {names}; accepted fields: {', '.join(accepted)}")
+
+
+def pipeline_json_schemas(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI component schemas of the Hugging Face task shape."""
+    pipeline_input = {
+        "type": "object", "additionalProperties": False, "required": ["question", "context"],
+        "properties": {f.name: f.json_schema(settings) for f in PIPELINE_INPUT_FIELDS},
+    }
+    return {
+        "PipelineInput": pipeline_input,
+        "PipelineRequest": {
+            "type": "object", "additionalProperties": False, "required": ["inputs"],
+            "properties": {
+                "inputs": {"oneOf": [{"$ref": "#/components/schemas/PipelineInput"},
+                                     {"type": "array", "minItems": 1, "maxItems": settings.max_batch_items,
+                                      "items": {"$ref": "#/components/schemas/PipelineInput"}}]},
+                "parameters": {"type": ["object", "null"], "additionalProperties": False,
+                               "properties": {f.name: f.json_schema(settings) for f in PIPELINE_PARAMETERS}},
+            },
+        },
+        "PipelineAnswer": {"$ref": "#/components/schemas/Span"},
+        "PipelineResponse": {"oneOf": [
+            {"$ref": "#/components/schemas/Span"},
+            {"type": "array", "items": {"$ref": "#/components/schemas/Span"}},
+            {"type": "array", "items": {"type": "array", "items": {"$ref": "#/components/schemas/Span"}}},
+        ]},
+    }
+
+
+def pipeline_docs_table(settings: Settings | None = None) -> str:
+    """The parameter table of the Hugging Face task shape in docs/serving.md."""
+    settings = settings or Settings()
+    rows = ["| Parameter | Type | Accepted | Meaning |", "|---|---|---|---|"]
+    return "\n".join(rows + [f.doc_row(settings) for f in PIPELINE_PARAMETERS])

@@ -31,8 +31,10 @@ POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 # Generated requests per (operationId, mode). The answering routes get most of them; the GET routes
 # take no input, so Hypothesis stops after the few distinct requests it can make for them.
 BUDGET = {
-    ("answer", POSITIVE): 700,
-    ("answer", NEGATIVE): 300,
+    ("answer", POSITIVE): 550,
+    ("answer", NEGATIVE): 250,
+    ("questionAnswering", POSITIVE): 250,
+    ("questionAnswering", NEGATIVE): 150,
     ("answerBatch", POSITIVE): 350,
     ("answerBatch", NEGATIVE): 200,
     ("submitForm", POSITIVE): 300,

@@ -36,3 +36,11 @@ def test_limits_follow_the_settings():
     with pytest.raises(ApiError, match="has 6 characters; the limit is 5") as caught:
         parse_item({"question": "sixsix", "context": "c"}, settings)
     assert (caught.value.status, caught.value.code) == (413, "question_too_long")
+
+
+def test_the_pipeline_parameter_table_is_the_generated_one():
+    from serve.schema import pipeline_docs_table
+
+    text = DOCS.read_text(encoding="utf-8")
+    block = re.search(r"<!-- pipeline-parameters:begin -->\n(.*?)\n<!-- pipeline-parameters:end -->", text, re.S)
+    assert block and block.group(1) == pipeline_docs_table(Settings())
