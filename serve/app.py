@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
 from qa.backends import ONNX_FILES
@@ -38,6 +38,11 @@ log = logging.getLogger("serve.app")
 WARMUP_QUESTION = "What does the service answer?"
 WARMUP_CONTEXT = "The service answers questions about a context that the user supplies."
 REQUEST_ID_HEADER = "X-Request-ID"
+PAGE_CSP = "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+# Relaxed for /docs only: Swagger UI sets inline styles, shows data: images and fetches /openapi.json
+# and the requests "Try it out" sends (same origin). Scripts still come from this server alone.
+DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; font-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -258,9 +263,7 @@ def finish_request(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
     response.headers["X-Content-Type-Options"] = "nosniff"
     if response.mimetype == "text/html":
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-        )
+        response.headers["Content-Security-Policy"] = DOCS_CSP if request.path == "/docs" else PAGE_CSP
     route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
     metrics = service().metrics
     metrics.requests.labels(route, request.method, str(response.status_code)).inc()
@@ -413,6 +416,34 @@ def prometheus_metrics() -> Response:
 @routes.get("/openapi.json")
 def openapi() -> Response:
     return jsonify(openapi_document(service().settings))
+
+
+# ---------------------------------------------------------------- interactive API docs (Swagger UI)
+# Served from the swagger-ui-py package's bundled files: nothing comes from a CDN.
+
+
+def swagger_static_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("swagger_ui")  # its files only; its Python code is not needed
+    if spec is None or not spec.submodule_search_locations:
+        raise ApiError(503, "not_available", "the interactive API docs need the swagger-ui-py package")
+    return Path(spec.submodule_search_locations[0]) / "static"
+
+
+@routes.get("/docs")
+def api_docs() -> str:
+    return render_template("docs.html")
+
+
+@routes.get("/docs/swagger-ui.css")
+def swagger_css() -> Response:
+    return send_from_directory(swagger_static_dir(), "swagger-ui.css", max_age=86400)
+
+
+@routes.get("/docs/swagger-ui-bundle.js")
+def swagger_js() -> Response:
+    return send_from_directory(swagger_static_dir(), "swagger-ui-bundle.js", max_age=86400)
 
 
 def error_response(status: int, code: str, message: str) -> Response:

@@ -216,6 +216,30 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                     },
                 }
             },
+            "/docs": {
+                "get": {
+                    "summary": "Interactive API docs (Swagger UI from bundled files; try the API from the page)",
+                    "operationId": "apiDocs",
+                    "responses": {"200": {"description": "The page.", "content": {"text/html": {}}}, **common_errors},
+                }
+            },
+            "/docs/swagger-ui.css": {
+                "get": {
+                    "summary": "Swagger UI's stylesheet",
+                    "operationId": "swaggerCss",
+                    "responses": {"200": {"description": "CSS.", "content": {"text/css": {}}}, **common_errors},
+                }
+            },
+            "/docs/swagger-ui-bundle.js": {
+                "get": {
+                    "summary": "Swagger UI's script",
+                    "operationId": "swaggerJs",
+                    "responses": {
+                        "200": {"description": "JavaScript.", "content": {"text/javascript": {}}},
+                        **common_errors,
+                    },
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "This document",

@@ -43,6 +43,9 @@ BUDGET = {
     ("healthz", POSITIVE): 10,
     ("readyz", POSITIVE): 10,
     ("metrics", POSITIVE): 10,
+    ("apiDocs", POSITIVE): 5,
+    ("swaggerCss", POSITIVE): 3,
+    ("swaggerJs", POSITIVE): 3,
     # GET /openapi.json is not listed: schemathesis leaves out the operation that serves the schema.
 }
 MIN_REQUESTS = 2_000

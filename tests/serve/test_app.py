@@ -646,3 +646,13 @@ def test_the_form_says_plainly_that_the_text_does_not_hold_the_answer(abstaining
     assert 'id="handle_impossible_answer" name="handle_impossible_answer" type="checkbox" value="true" checked' in page
     unticked = abstaining_client.post("/", data={"question": QUESTION, "context": CONTEXT}).get_data(as_text=True)
     assert "The text does not contain the answer." not in unticked and "<mark>" in unticked
+
+
+def test_the_api_docs_are_bundled_and_only_they_relax_the_csp(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-eval" not in csp and "http" not in csp  # no CDN
+    for asset in ("/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js"):
+        assert asset in page.get_data(as_text=True) and client.get(asset).status_code == 200
+    assert "unsafe-inline" not in client.get("/").headers["Content-Security-Policy"]  # the form keeps the strict one

@@ -6,6 +6,7 @@ and fails when CI is set, so a CI image that lost the browser cannot pass silent
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -147,3 +148,34 @@ def test_the_form_says_when_the_text_does_not_hold_the_answer(browser, abstainin
     assert verdict.text == "The text does not contain the answer."
     assert browser.find_elements(By.CSS_SELECTOR, "#highlighted mark") == []
     assert browser.find_element(By.ID, "handle_impossible_answer").is_selected()  # the choice is kept
+
+
+def test_the_api_docs_try_it_out_answers(browser, base_url, tiny_engine, tmp_path):
+    """GET /docs (Swagger UI from bundled files), "Try it out" on POST /v1/answer, and the answer shows.
+    QA_SCREENSHOT_DIR keeps the screenshot (docs/img/api-docs.png was made so)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    question, context = "Who found radium?", "Marie Curie found radium in 1898."
+    browser.set_window_size(1200, 1400)
+    browser.get(base_url + "/docs")
+    operation = wait_for(browser, "#operations-default-answer")
+    operation.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
+    WebDriverWait(browser, 30).until(expected_conditions.element_to_be_clickable(
+        (By.CSS_SELECTOR, "#operations-default-answer .try-out__btn"))).click()
+    body = wait_for(browser, "#operations-default-answer textarea.body-param__text")
+    body.clear()
+    body.send_keys(json.dumps({"question": question, "context": context}))
+    operation.find_element(By.CSS_SELECTOR, "button.execute").click()
+    response = WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located(
+        (By.CSS_SELECTOR, "#operations-default-answer .live-responses-table .response-col_description pre")))
+    expected = tiny_engine.answer(question, context)[0]
+    WebDriverWait(browser, 30).until(lambda _: '"answer"' in response.text)
+    assert f'"answer": "{expected.text}"' in response.text
+    logs = [e for e in browser.get_log("browser") if "Content Security Policy" in e.get("message", "")]
+    assert not logs, logs  # the relaxed CSP of /docs is enough for Swagger UI
+    out = Path(os.environ.get("QA_SCREENSHOT_DIR") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    browser.execute_script("arguments[0].scrollIntoView()", operation)
+    assert browser.save_screenshot(str(out / "api-docs.png"))
