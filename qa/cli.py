@@ -17,14 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from qa.errors import ModelLoadError
-from qa.pipeline import NoReadableText, QuestionAnswerer
+from qa.model_dir import SHIPPED_MODEL_DIR
+from qa.pipeline import BY_NAME, NoReadableText, QuestionAnswerer
 
-DEFAULT_MODEL_DIR = "models/minilm-l6-squad"
 CHUNK_LINES = 64  # lines answered per engine call: batches windows without holding a whole file
 
 
@@ -33,7 +34,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     answer = commands.add_parser("answer", help="answer one question, or a JSON-lines file of them")
-    answer.add_argument("--model", default=DEFAULT_MODEL_DIR, help=f"model directory (default {DEFAULT_MODEL_DIR})")
+    answer.add_argument("--model", default=SHIPPED_MODEL_DIR, help=f"model directory (default {SHIPPED_MODEL_DIR})")
     answer.add_argument("--backend", default="auto", help="auto, onnx-int8, onnx-fp32 or torch")
     answer.add_argument("--question")
     context = answer.add_mutually_exclusive_group()
@@ -41,11 +42,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     context.add_argument("--context-file", type=Path, help="read the context from this UTF-8 file")
     answer.add_argument("--jsonl", type=Path, help='a file of {"question", "context"} lines (- for stdin)')
     answer.add_argument("--on-error", choices=("skip", "fail"), default="skip", help="what a bad --jsonl line does")
-    answer.add_argument("--top-k", type=int, default=1)
-    answer.add_argument("--max-answer-len", type=int, default=15)
-    answer.add_argument("--max-seq-len", type=int, default=384)
-    answer.add_argument("--doc-stride", type=int, default=128)
-    answer.add_argument("--max-question-len", type=int, default=64)
+    for name in ("top_k", "max_answer_len", "max_seq_len", "doc_stride", "max_question_len"):
+        answer.add_argument("--" + name.replace("_", "-"), type=int, default=BY_NAME[name].default,
+                            help="as the pipeline's argument of that name")
     answer.add_argument("--handle-impossible-answer", action="store_true")
     answer.add_argument("--no-align-to-words", dest="align_to_words", action="store_false")
     args = parser.parse_args(argv)
@@ -149,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if skipped else 0
     except (ModelLoadError, ValueError, OSError) as exc:
         print(f"squad-qa: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception:  # a bug: its traceback, and exit 2 (1 means "some lines skipped")
+        traceback.print_exc()
         return 2
 
 

@@ -7,6 +7,8 @@ numbers on the model card are the numbers of the code that serves.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +21,8 @@ from qa.errors import ModelLoadError
 from qa.model_dir import CONFIG_FILE, TOKENIZER_FILE, load_params
 from qa.params import AnswerOptions, InferenceParams
 from qa.windowing import Window, Windower
+
+WINDOWER_CACHE_SIZE = 8
 
 
 class Answerer(Protocol):
@@ -48,7 +52,9 @@ class QAEngine:
         self.batch_size = batch_size
         self.model_dir = model_dir
         self.max_positions = max_positions  # the model's position limit: the longest window it reads
-        self._windowers: dict[tuple[int, int, int], Windower] = {}
+        # Windowers of per-call sizes: a few, least recently used first out (a client cannot grow it).
+        self._windowers: OrderedDict[tuple[int, int, int], Windower] = OrderedDict()
+        self._windowers_lock = threading.Lock()
 
     @classmethod
     def from_model_dir(
@@ -79,9 +85,16 @@ class QAEngine:
         sizes = (params.max_seq_length, params.doc_stride, params.max_query_length)
         if sizes == (self.windower.max_seq_length, self.windower.doc_stride, self.windower.max_query_length):
             return self.windower
-        if sizes not in self._windowers:
-            self._windowers[sizes] = self.windower.resized(*sizes)
-        return self._windowers[sizes]
+        with self._windowers_lock:
+            if sizes in self._windowers:
+                self._windowers.move_to_end(sizes)
+                return self._windowers[sizes]
+        windower = self.windower.resized(*sizes)  # outside the lock: a few ms of tokenizer parsing
+        with self._windowers_lock:
+            self._windowers[sizes] = windower
+            while len(self._windowers) > WINDOWER_CACHE_SIZE:
+                self._windowers.popitem(last=False)
+        return windower
 
     def window_logits(
         self, windows: Sequence[Window], batch_size: int | None = None

@@ -24,6 +24,7 @@ from qa.errors import ModelLoadError
 from qa.files import file_sha256, write_json
 from qa.params import InferenceParams, InvalidParams
 
+SHIPPED_MODEL_DIR = "models/minilm-l6-squad"  # the model this repository ships (relative to its root)
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 INFERENCE_PARAMS_FILE = "qa.json"
@@ -46,8 +47,6 @@ CALIBRATION_FILE = "calibration.json"  # no-answer threshold and abstention figu
 EVAL_DIR = "eval"  # eval/metrics-<backend>.json, written by the gate
 # Weight files in the order a model version is read from them.
 WEIGHT_FILES = (WEIGHTS_FILE, ONNX_INT8_FILE, ONNX_FP32_FILE, LEGACY_WEIGHTS_FILE)
-# What serving needs of a model directory (the runtime image keeps these and one graph).
-SERVING_FILES = (CONFIG_FILE, TOKENIZER_FILE, INFERENCE_PARAMS_FILE, METRICS_FILE, CARD_FILE)
 
 
 def eval_metrics_file(backend: str) -> str:

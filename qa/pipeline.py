@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.engine import QAEngine
-from qa.params import InvalidParams
+from qa.params import DEFAULT_DOC_STRIDE, DEFAULT_MAX_SEQ_LENGTH, InvalidParams
 
 
 @dataclass(frozen=True)
@@ -36,21 +36,39 @@ class PipelineArgument:
     allowed: str  # for error messages
 
 
+# None: derived as the pipeline derived it (window_sizes).
 ARGUMENTS = (
     PipelineArgument("top_k", "top_k", 1, "an integer >= 1"),
-    PipelineArgument("doc_stride", "doc_stride", 128, "an integer >= 1 that leaves room for context"),
+    PipelineArgument("doc_stride", "doc_stride", None, "an integer >= 1 that leaves room for context"),
     PipelineArgument("max_answer_len", "max_answer_length", 15, "an integer >= 1"),
-    PipelineArgument("max_seq_len", "max_seq_length", 384, "an integer >= 1, at most the model's positions"),
-    PipelineArgument("max_question_len", "max_query_length", 64, "an integer >= 1"),
+    PipelineArgument("max_seq_len", "max_seq_length", None, "an integer >= 1, at most the model's positions"),
+    PipelineArgument("max_question_len", "max_query_length", None, "an integer >= 1"),
     PipelineArgument("handle_impossible_answer", "handle_impossible_answer", False, "True or False"),
     PipelineArgument("align_to_words", "align_to_words", True, "True or False"),
     PipelineArgument("batch_size", None, None, "an integer >= 1 (windows per model call)"),
 )
 BY_NAME = {a.name: a for a in ARGUMENTS}
+DEFAULT_QUESTION_TOKENS = 64
+
+
+def window_sizes(max_seq_len: int | None, doc_stride: int | None, max_question_len: int | None,
+                 max_positions: int | None = None) -> tuple[int, int, int]:
+    """(max_seq_len, doc_stride, max_question_len) with the unset ones derived as the pipeline did:
+    max_seq_len = min(384, the model's positions), doc_stride = min(max_seq_len // 2, 128); and
+    max_question_len = 64, or fewer when a short window needs the room (the pipeline's fast path never
+    cut questions; these windows always do, so a window keeps at least a quarter of itself for context)."""
+    seq = max_seq_len or min(DEFAULT_MAX_SEQ_LENGTH, max_positions or DEFAULT_MAX_SEQ_LENGTH)
+    stride = doc_stride or min(seq // 2, DEFAULT_DOC_STRIDE)
+    question = max_question_len or max(1, min(DEFAULT_QUESTION_TOKENS, seq - stride - 3 - seq // 4))
+    return seq, stride, question
 BY_OPTION = {a.option: a for a in ARGUMENTS if a.option}
 
 
-class NoReadableText(ValueError):
+class InvalidArgument(ValueError):
+    """A call the pipeline would refuse: the message names the argument and what it accepts."""
+
+
+class NoReadableText(InvalidArgument):
     """A context holds no token the model can read (only control, format or unknown characters)."""
 
     def __init__(self, index: int) -> None:
@@ -72,12 +90,15 @@ class QuestionAnswerer:
         questions, contexts, single = _pairs(args, question, context)
         unknown = sorted(set(kwargs) - set(BY_NAME))
         if unknown:
-            raise ValueError(f"unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(BY_NAME)}")
+            raise InvalidArgument(f"unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(BY_NAME)}")
         values = {a.name: kwargs.get(a.name, a.default) for a in ARGUMENTS}
+        values["max_seq_len"], values["doc_stride"], values["max_question_len"] = window_sizes(
+            values["max_seq_len"], values["doc_stride"], values["max_question_len"],
+            getattr(self.engine, "max_positions", None))
         batch_size = values["batch_size"]
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
-            raise ValueError(f"batch_size must be {BY_NAME['batch_size'].allowed}, got {batch_size!r}")
+            raise InvalidArgument(f"batch_size must be {BY_NAME['batch_size'].allowed}, got {batch_size!r}")
         options = {a.option: values[a.name] for a in ARGUMENTS if a.option}
         if batch_size is not None:  # a QAEngine's; wrappers such as the service's batcher choose their own
             options["batch_size"] = batch_size
@@ -90,31 +111,33 @@ class QuestionAnswerer:
             problem = exc.problem
             for option, pipeline_argument in BY_OPTION.items():  # the pipeline's names throughout
                 problem = problem.replace(f"{option}=", f"{pipeline_argument.name}=")
-            raise ValueError(f"{name}: {problem}{allowed}") from None
+            raise InvalidArgument(f"{name}: {problem}{allowed}") from None
         empty = [i for i, answers in enumerate(ranked) if not answers]
         if empty:
             raise NoReadableText(empty[0])
         results = [[{"score": a.score, "start": a.start, "end": a.end, "answer": a.text} for a in answers]
                    for answers in ranked]
-        if values["top_k"] == 1:
-            results = [r[0] for r in results]
+        # The pipeline's shapes: one answer is a dict (even with top_k > 1 when only one survived).
+        results = [r[0] if len(r) == 1 else r for r in results]
         return results[0] if single or len(results) == 1 else results
 
 
 def _pairs(args: tuple, question, context) -> tuple[list[str], list[str], bool]:
     """(questions, contexts, one pair given) from the pipeline's call forms: question=/context=
     (strings or equal-length lists), or {"question", "context"} dicts as positional arguments."""
+    if len(args) == 2 and all(isinstance(a, str) for a in args) and question is None and context is None:
+        args, question, context = (), args[0], args[1]  # qa("question?", "context"), as the pipeline took
     if args:
         if question is not None or context is not None:
-            raise ValueError("pass the pairs either positionally (dicts) or as question=/context=, not both")
+            raise InvalidArgument("pass the pairs either positionally (dicts) or as question=/context=, not both")
         items = list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args)
         if not all(isinstance(i, dict) and {"question", "context"} <= set(i) for i in items):
-            raise ValueError('positional arguments must be {"question": ..., "context": ...} dicts')
+            raise InvalidArgument('positional arguments must be {"question": ..., "context": ...} dicts')
         questions, contexts = [i["question"] for i in items], [i["context"] for i in items]
         single = len(args) == 1 and isinstance(args[0], dict)
     else:
         if question is None or context is None:
-            raise ValueError("question and context are both required")
+            raise InvalidArgument("question and context are both required")
         single = isinstance(question, str) and isinstance(context, str)
         if single:
             questions, contexts = [question], [context]
@@ -125,9 +148,10 @@ def _pairs(args: tuple, question, context) -> tuple[list[str], list[str], bool]:
         else:
             questions, contexts = list(question), list(context)
     if len(questions) != len(contexts):
-        raise ValueError(f"question and context must have the same length, got {len(questions)} and {len(contexts)}")
+        raise InvalidArgument(f"question and context must have the same length, got {len(questions)} and "
+                              f"{len(contexts)}")
     for name, values in (("question", questions), ("context", contexts)):
         for value in values:
             if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{name} must be a non-empty string (or a list of them), got {value!r}")
+                raise InvalidArgument(f"{name} must be a non-empty string (or a list of them), got {value!r}")
     return questions, contexts, single

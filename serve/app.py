@@ -26,7 +26,7 @@ from qa.engine import Answerer
 from qa.errors import ModelLoadError
 from qa.files import file_sha256
 from qa.model_dir import weight_files
-from qa.pipeline import NoReadableText, QuestionAnswerer
+from qa.pipeline import InvalidArgument, NoReadableText, QuestionAnswerer
 from serve.batching import BatcherClosed
 from serve.metrics import ServiceMetrics
 from serve.openapi import openapi_document
@@ -344,7 +344,7 @@ def question_answering() -> Response:
         field = "inputs" if asked.single else f"inputs[{exc.index}]"
         raise ApiError(422, "no_tokens", f"field '{field}.context' has no readable text for the model "
                        "(only control, format or unknown characters)") from None
-    except ValueError as exc:  # a parameter combination the model cannot use (the message names it)
+    except InvalidArgument as exc:  # a parameter combination the model cannot use (the message names it)
         raise ApiError(422, "invalid_parameters", f"parameters.{exc}") from None
     state.metrics.answers.inc(len(asked.questions))
     return jsonify(result)
@@ -374,8 +374,9 @@ def form() -> tuple[str, int]:
         fields: dict[str, Any] = {k: request.form[k] for k in ("question", "context") if k in request.form}
         page["question"] = fields.get("question", "")
         page["context"] = fields.get("context", "")
-        # A checkbox is sent only when ticked.
-        page["abstain"] = fields["handle_impossible_answer"] = "handle_impossible_answer" in request.form
+        # A ticked checkbox sends value="true"; other clients may send false/0/off.
+        ticked = request.form.get("handle_impossible_answer", "").strip().lower() in ("true", "1", "on", "yes")
+        page["abstain"] = fields["handle_impossible_answer"] = ticked
         item = parse_item(fields, state.settings)
         (result,) = state.answer([item], lambda _: "")
         context = item.context

@@ -140,6 +140,7 @@ class MicroBatcher:
         **options,
     ) -> list[list[Answer]]:
         """QAEngine.answer_many, with the model calls shared with concurrent requests."""
+        options.pop("batch_size", None)  # the batcher forms its own batches
         call = AnswerOptions(**options)
         params = self.engine.resolve(call)
         with self._cond:

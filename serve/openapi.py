@@ -162,7 +162,8 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                                         "context": {"type": "string"},
                                         "handle_impossible_answer": {
                                             "type": "string",
-                                            "description": "Sent (as \"true\") when the box is ticked.",
+                                            "description": "\"true\" (or 1, on, yes) when the box is ticked; "
+                                            "anything else leaves it unticked.",
                                         },
                                     },
                                 }

@@ -198,14 +198,13 @@ PIPELINE_INPUT_FIELDS = ITEM_FIELDS[:2]  # question, context
 PIPELINE_DEFAULTS = {a.name: a.default for a in PIPELINE_ARGUMENTS}
 PIPELINE_PARAMETERS = (
     IntegerField("top_k", "Answers per input; above 1 the answer is a list.", 1, 10),
-    IntegerField("doc_stride", f"Tokens shared by consecutive windows of a long context (default "
-                 f"{PIPELINE_DEFAULTS['doc_stride']}).", 1, 256),
+    IntegerField("doc_stride", "Tokens shared by consecutive windows of a long context (default "
+                 "min(max_seq_len // 2, 128)).", 1, 256),
     IntegerField("max_answer_len", f"Longest answer in tokens (default {PIPELINE_DEFAULTS['max_answer_len']}, "
                  "the pipeline's).", 1, 100),
-    IntegerField("max_seq_len", f"Tokens per window (default {PIPELINE_DEFAULTS['max_seq_len']}); at most the "
-                 "model's positions.", 32, 512),
-    IntegerField("max_question_len", f"Longer questions are cut to this many tokens (default "
-                 f"{PIPELINE_DEFAULTS['max_question_len']}).", 1, 256),
+    IntegerField("max_seq_len", "Tokens per window (default 384); at most the model's positions.", 32, 512),
+    IntegerField("max_question_len", "Longer questions are cut to this many tokens (default 64, fewer when a "
+                 "short max_seq_len needs the room).", 1, 256),
     BooleanField("handle_impossible_answer", "May answer \"\" (start 0, end 0) when the context does not hold "
                  "the answer; the model's qa.json sets the threshold.", PIPELINE_DEFAULTS["handle_impossible_answer"]),
     BooleanField("align_to_words", "Widen answers to whole words.", PIPELINE_DEFAULTS["align_to_words"]),
@@ -251,13 +250,29 @@ def parse_pipeline_request(body: Any, settings: Settings) -> PipelineRequest:
     if total > settings.max_batch_context_chars:
         raise ApiError(413, "batch_too_long", f"the inputs' contexts have {total} characters together; the limit "
                        f"is {settings.max_batch_context_chars} characters per request")
-    raw = body.get("parameters") or {}
+    raw = body.get("parameters")
+    raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ApiError(422, "invalid_field", f"field 'parameters' must be an object, got {json_type(raw)}")
     _no_unknown(raw, tuple(f.name for f in PIPELINE_PARAMETERS), "parameters.")
     parameters = {f.name: f.parse(raw, "parameters.", settings)
                   for f in PIPELINE_PARAMETERS if raw.get(f.name) is not None}
+    _check_window_advance(parameters)
     return PipelineRequest(questions, contexts, single, parameters)
+
+
+def _check_window_advance(parameters: dict[str, Any]) -> None:
+    """Each window must move on by at least a quarter of its length: a tiny advance (max_seq_len 261,
+    doc_stride 256, max_question_len 1) would read a long context in thousands of windows."""
+    from qa.pipeline import window_sizes
+
+    seq, stride, question = window_sizes(parameters.get("max_seq_len"), parameters.get("doc_stride"),
+                                         parameters.get("max_question_len"))
+    advance = seq - question - 3 - stride  # context tokens per window ([CLS], [SEP], [SEP]) minus the overlap
+    if advance < seq // 4:
+        raise ApiError(422, "invalid_parameters", f"parameters: with max_seq_len={seq}, doc_stride={stride} and "
+                       f"max_question_len={question} a window moves on by {advance} tokens; it must move on by "
+                       f"at least {seq // 4} (a quarter of max_seq_len): lower doc_stride or max_question_len")
 
 
 def _no_unknown(obj: dict, accepted: tuple[str, ...], where: str) -> None:

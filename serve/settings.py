@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import SettingsError
-
-DEFAULT_MODEL_DIR = "models/minilm-l6-squad"
+from qa.model_dir import SHIPPED_MODEL_DIR
 
 
 @dataclass(frozen=True)
 class Settings:
-    model_dir: Path = Path(DEFAULT_MODEL_DIR)
+    model_dir: Path = Path(SHIPPED_MODEL_DIR)
     backend: str = "auto"
     model_name: str = ""
     max_context_chars: int = 100_000
@@ -53,7 +52,7 @@ class Settings:
         env = os.environ if environ is None else environ
         defaults = cls()
         return cls(
-            model_dir=Path(env.get("QA_MODEL_DIR") or DEFAULT_MODEL_DIR),
+            model_dir=Path(env.get("QA_MODEL_DIR") or SHIPPED_MODEL_DIR),
             backend=(env.get("QA_BACKEND") or "auto").strip(),
             model_name=(env.get("QA_MODEL_NAME") or "").strip(),
             max_context_chars=env_int(env, "QA_MAX_CONTEXT_CHARS", defaults.max_context_chars, minimum=1),

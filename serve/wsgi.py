@@ -8,7 +8,7 @@ answers a warm-up question, once per gunicorn worker. Requests go through the mi
 QA_BATCH_MAX_WAIT_MS (default 2), QA_BATCH_MAX_PADDING (default 0.25).
 
 To serve through another engine, change `build_engine`:
-anything with `answer_many(questions, contexts, top_k, max_answer_length)` works.
+anything with `answer_many(questions, contexts, **options)` (qa.engine.Answerer) works.
 """
 
 from __future__ import annotations

@@ -100,8 +100,11 @@ def test_the_image_stages_copy_what_their_code_imports():
         return seen
 
     dockerfile = (ROOT / "docker" / "Dockerfile").read_text(encoding="utf-8")
-    assert "COPY qa/ qa/" in dockerfile and "COPY train/__init__.py train/cli.py train/export.py train/" in dockerfile
-    exporter = {"train", "train.cli", "train.export"}
-    assert {m for m in reach("train.export") if not m.startswith("qa")} <= exporter
+    core = ("__init__", "backends", "errors", "files", "model_dir", "params")
+    assert f"COPY {' '.join(f'qa/{m}.py' for m in core)} qa/" in dockerfile
+    assert "COPY train/__init__.py train/cli.py train/export.py train/" in dockerfile
+    exporter = {"qa", *(f"qa.{m}" for m in core[1:]), "train", "train.cli", "train.export"}
+    assert reach("train.export") <= exporter
+    assert reach("qa.backends") | reach("qa.model_dir") <= exporter  # docker/prune_model.py imports these
     assert "COPY qa/ /app/qa/" in dockerfile and "COPY serve/ /app/serve/" in dockerfile
     assert all(m.split(".")[0] in ("qa", "serve") for m in reach("serve.wsgi"))

@@ -200,10 +200,11 @@ def calibrate(model_dir: str | Path, parts: Sequence[str] = PARTS, backend: str 
             raise ConfigError(config.source, "data.train_file", "not set: the held-out articles come from it")
         report["served"] = calibrate_served(engine, model_dir, config.data.train_file, limit)
         served = report["served"]["null_threshold"]
-        save_params(model_dir, replace(load_params(model_dir), null_threshold=served))
-        engine.params = load_params(model_dir)
+        engine.params = replace(engine.params, null_threshold=served)
     report["null_threshold"] = served
     dev = dev_file or config.data.validation_file
+    if not dev and {"wrong", "v1"} & set(parts):
+        raise ConfigError(config.source, "data.validation_file", "not set; pass --dev-data")
     if "v2" in parts:
         report["squad_v2"] = squad_v2_halves(engine, v2_file or expand_env(DEFAULT_V2_FILE), served, limit)
     if "wrong" in parts:
@@ -213,6 +214,9 @@ def calibrate(model_dir: str | Path, parts: Sequence[str] = PARTS, backend: str 
     previous = {}
     if (model_dir / CALIBRATION_FILE).is_file():  # parts run separately add up
         previous = json.loads((model_dir / CALIBRATION_FILE).read_text(encoding="utf-8"))
+    # Written once every part has run, so a failed part leaves qa.json and the figures as they were.
+    if "served" in parts:
+        save_params(model_dir, replace(load_params(model_dir), null_threshold=served))
     write_json(model_dir / CALIBRATION_FILE, previous | report)
     if (model_dir / METRICS_FILE).is_file():  # the card shows the figures
         from train.card import render

@@ -23,6 +23,7 @@ from qa.model_dir import (
     HELDOUT_FILE,
     METRICS_FILE,
     SESSIONS_FILE,
+    load_params,
 )
 from train.cli import run_stage
 from train.config import ExperimentConfig, model_config
@@ -77,13 +78,13 @@ def _score_rows(out: Path, metrics: dict) -> list[str]:
     return lines
 
 
-def _abstention_lines(report) -> list[str]:
+def _abstention_lines(report, served_threshold: float) -> list[str]:
     """The calibration figures (calibration.json), or a line saying they are not measured yet."""
     header = ["## Abstention (handle_impossible_answer)", ""]
-    if not isinstance(report, dict) or "null_threshold" not in report:
-        return header + ["Not calibrated yet: the no-answer threshold in qa.json is the default; "
-                         "`make calibrate MODEL=<this dir>` measures it.", ""]
-    lines = header + [f"Served no-answer threshold (qa.json): {report['null_threshold']:.4f} logits.", ""]
+    if not isinstance(report, dict) or report.get("null_threshold") != served_threshold:
+        return header + [f"Not calibrated: the no-answer threshold in qa.json is {served_threshold:g} "
+                         "(`make calibrate MODEL=<this dir>` measures and sets it).", ""]
+    lines = header + [f"Served no-answer threshold (qa.json): {served_threshold:.4f} logits.", ""]
     served = report.get("served")
     if served:
         lines.append(f"- Chosen on {served['questions']} questions of {served['articles']} held-out train articles "
@@ -183,7 +184,7 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
                          f"{s.get('max_steps')} | {s.get('train_seconds', 0) / 60:.1f} | "
                          f"{s.get('windows_per_second')} | {'yes' if s.get('stopped_by_time_box') else 'no'} |")
         lines.append("")
-    lines += _abstention_lines(_read_json(out / CALIBRATION_FILE))
+    lines += _abstention_lines(_read_json(out / CALIBRATION_FILE), load_params(out).null_threshold)
     lines += [
         "![training curve](training_curve.png)",
         "",

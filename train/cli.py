@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable
 
 EXIT_OK = 0
@@ -31,5 +32,8 @@ def run_stage(stage: Callable[[], object], errors: tuple[type[BaseException], ..
         # str() of a KeyError is only the key; the repr says what went wrong.
         message = str(exc) if isinstance(exc, (ValueError, OSError, RuntimeError)) else repr(exc)
         print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception:  # a bug: its traceback, and still an error (1 would read as a gate refusal)
+        traceback.print_exc()
         return EXIT_ERROR
     return result if type(result) is int else EXIT_OK

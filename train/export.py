@@ -6,7 +6,7 @@ writes DIR/onnx/model.onnx (optimised fp32), DIR/onnx/model.int8.onnx (int8 weig
 per-channel, dynamic activation quantisation) and DIR/onnx/export.json, which records the
 input names the graph takes (DistilBERT-style models take no token_type_ids), the fused
 operators and how far each graph's logits are from the torch model on a sample batch.
-Both graphs have dynamic batch and sequence axes. The serving backends in serve/backends.py
+Both graphs have dynamic batch and sequence axes. The serving backends in qa/backends.py
 read these files with onnxruntime alone.
 """
 

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qa.decoding import CLS_INDEX
 from qa.windowing import Window, Windower
 from train.data import SquadExample
-
-CLS_INDEX = 0
 
 
 @dataclass

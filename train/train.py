@@ -25,9 +25,11 @@ from pathlib import Path
 
 from qa.files import file_sha256, write_json
 from qa.model_dir import (
+    CALIBRATION_FILE,
     GATE_RECORD,
     HELDOUT_FILE,
     METRICS_FILE,
+    ONNX_DIR,
     PREDICTIONS_FILE,
     SESSIONS_FILE,
     TRAIN_CONFIG_FILE,
@@ -220,8 +222,9 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
         "windows_per_second": round((end_step - start_step) * windows_per_step / max(train_seconds, 1e-9), 2),
     })
     # Graphs and gate results of an earlier run in this directory describe other weights.
-    shutil.rmtree(out / "onnx", ignore_errors=True)
+    shutil.rmtree(out / ONNX_DIR, ignore_errors=True)
     (out / GATE_RECORD).unlink(missing_ok=True)
+    (out / CALIBRATION_FILE).unlink(missing_ok=True)
     save_params(out, config.preprocessing)
     (out / TRAIN_CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     write_json(out / TRAINING_LOG_FILE, trainer.state.log_history)

@@ -101,3 +101,27 @@ def test_align_to_words_widens_a_span_that_starts_inside_a_word(tiny_bert_dir):
     assert best[1:] == (2, 12)
     best_aligned = max(window_candidates(window, start, end, n_best=1, align_to_words=True))
     assert best_aligned[1:] == (0, 12)
+
+
+def test_two_positional_strings_are_question_and_context(answerer):
+    assert answerer(QUESTION, CONTEXT) == answerer(question=QUESTION, context=CONTEXT)
+
+
+def test_the_pipeline_defaults_are_derived_from_max_seq_len(answerer):
+    from qa.pipeline import window_sizes
+
+    assert window_sizes(None, None, None, 512) == (384, 128, 64)
+    assert window_sizes(None, None, None, 256) == (256, 128, 61)  # min(384, positions); room for a quarter
+    assert window_sizes(64, None, None) == (64, 32, 13)  # stride min(64 // 2, 128); the question makes room
+    assert answerer(question=QUESTION, context=CONTEXT, max_seq_len=64)["answer"]
+
+
+def test_a_wrapping_engine_that_batches_by_itself_ignores_batch_size(tiny_engine):
+    from serve.batching import MicroBatcher
+
+    batcher = MicroBatcher(tiny_engine, max_batch_size=4, max_wait_ms=1)
+    try:
+        got = QuestionAnswerer(batcher)(question=QUESTION, context=CONTEXT, batch_size=2)
+        assert got == pytest.approx(QuestionAnswerer(tiny_engine)(question=QUESTION, context=CONTEXT))
+    finally:
+        batcher.close()

@@ -52,8 +52,11 @@ def test_parameters_and_lists_take_the_pipeline_shapes(client, answerer):
          "'inputs[0].extra'"),
         ({"inputs": {"question": QUESTION, "context": CONTEXT}, "parameters": {"max_seq_len": 8}}, 422,
          "out_of_range", "field 'parameters.max_seq_len' must be between 32 and 512"),
-        ({"inputs": {"question": QUESTION, "context": CONTEXT}, "parameters": {"max_seq_len": 64}}, 422,
-         "invalid_parameters", "parameters.doc_stride: max_seq_len=64 leaves no room"),
+        ({"inputs": {"question": QUESTION, "context": CONTEXT},
+          "parameters": {"max_seq_len": 261, "doc_stride": 256, "max_question_len": 1}}, 422,
+         "invalid_parameters", "a window moves on by 1 tokens; it must move on by at least 65"),
+        ({"inputs": {"question": QUESTION, "context": CONTEXT}, "parameters": {"max_seq_len": 100_000}}, 422,
+         "out_of_range", "must be between 32 and 512"),
         ({"inputs": {"question": QUESTION, "context": CONTEXT}, "parameters": {"padding": "longest"}}, 422,
          "unknown_field", "'parameters.padding'"),
         ({"inputs": {"question": QUESTION, "context": "\u200b"}}, 422, "no_tokens", "field 'inputs.context' has no"),
@@ -65,6 +68,13 @@ def test_mistakes_are_4xx_that_name_the_field(client, body, status, code, messag
     assert response.status_code == status
     error = response.get_json()["error"]
     assert error["code"] == code and message in error["message"]
+
+
+def test_a_short_window_derives_its_stride_and_question_room_as_the_pipeline(client, answerer):
+    body = {"inputs": {"question": QUESTION, "context": CONTEXT}, "parameters": {"max_seq_len": 64}}
+    response = post(client, body)
+    assert response.status_code == 200
+    assert response.get_json() == pytest.approx(answerer(question=QUESTION, context=CONTEXT, max_seq_len=64))
 
 
 def test_the_route_is_in_the_openapi_document(client):
