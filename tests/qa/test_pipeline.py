@@ -116,12 +116,12 @@ def test_the_pipeline_defaults_are_derived_from_max_seq_len(answerer):
     assert answerer(question=QUESTION, context=CONTEXT, max_seq_len=64)["answer"]
 
 
-def test_a_wrapping_engine_that_batches_by_itself_ignores_batch_size(tiny_engine):
+def test_a_wrapping_engine_that_batches_by_itself_ignores_batch_size(answerer):
     from serve.batching import MicroBatcher
 
-    batcher = MicroBatcher(tiny_engine, max_batch_size=4, max_wait_ms=1)
+    batcher = MicroBatcher(answerer.engine, max_batch_size=4, max_wait_ms=1)
     try:
         got = QuestionAnswerer(batcher)(question=QUESTION, context=CONTEXT, batch_size=2)
-        assert got == pytest.approx(QuestionAnswerer(tiny_engine)(question=QUESTION, context=CONTEXT))
+        assert got == pytest.approx(answerer(question=QUESTION, context=CONTEXT))
     finally:
         batcher.close()
