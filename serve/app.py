@@ -182,17 +182,13 @@ class Service:
     def answer(self, items: list[AnswerRequest], where: Callable[[int], str]) -> list[dict]:
         engine = self.slot.engine
         results: list[dict | None] = [None] * len(items)
-        # answer_many takes one top_k/max_answer_len per call, so group items that share them.
-        groups: dict[tuple[int, int | None, bool], list[int]] = {}
+        # answer_many takes one set of options per call, so group the items that share them.
+        groups: dict[tuple, list[int]] = {}
         for index, item in enumerate(items):
-            groups.setdefault((item.top_k or 1, item.max_answer_len, item.handle_impossible_answer), []).append(index)
-        for (top_k, max_len, may_abstain), indices in groups.items():
+            groups.setdefault(tuple(sorted(item.options.items())), []).append(index)
+        for options, indices in groups.items():
             answers = engine.answer_many(
-                [items[i].question for i in indices],
-                [items[i].context for i in indices],
-                top_k=top_k,
-                max_answer_length=max_len,
-                handle_impossible_answer=may_abstain,
+                [items[i].question for i in indices], [items[i].context for i in indices], **dict(options)
             )
             for i, ranked in zip(indices, answers, strict=True):
                 if not ranked:
@@ -203,7 +199,7 @@ class Service:
                         "(only control, format or unknown characters)",
                     )
                 result = ranked[0].as_dict()
-                if items[i].top_k is not None:
+                if items[i].ranked:
                     result["answers"] = [a.as_dict() for a in ranked]
                 results[i] = result
         self.metrics.answers.inc(len(items))

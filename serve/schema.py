@@ -1,7 +1,7 @@
 """The answer request, declared once: parsing, the OpenAPI schema and the docs table all come from here.
 
-A new request field is one entry in ITEM_FIELDS (plus, when the engine needs it, one argument of
-`answer_many`); the parser, /openapi.json and the table in docs/serving.md follow from it.
+A new request field is one entry in ITEM_FIELDS; the parser, /openapi.json, the table in
+docs/serving.md and the engine call (its `option=`, a qa.params.AnswerOptions field) follow from it.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class TextField:
     limit_env: str  # the variable that sets the limit, for the docs
 
     required = True
+    option = None
 
     def parse(self, obj: dict, where: str, settings: Settings) -> str:
         label = f"{where}{self.name}"
@@ -90,6 +91,7 @@ class IntegerField:
     description: str
     low: int
     high: int
+    option: str | None = None  # the qa.params.AnswerOptions field it sets, if any
 
     required = False
 
@@ -121,6 +123,7 @@ class BooleanField:
     name: str
     description: str
     default: bool = False
+    option: str | None = None  # the qa.params.AnswerOptions field it sets, if any
 
     required = False
 
@@ -146,11 +149,13 @@ ITEM_FIELDS = (
               lambda s: s.max_question_chars, "QA_MAX_QUESTION_CHARS"),
     TextField("context", "The text the answer is taken from; long contexts are read in overlapping "
               "windows of 384 tokens.", lambda s: s.max_context_chars, "QA_MAX_CONTEXT_CHARS"),
-    IntegerField("top_k", "When given, the response adds `answers`: up to top_k best distinct answers.", 1, 10),
+    IntegerField("top_k", "When given, the response adds `answers`: up to top_k best distinct answers.", 1, 10,
+                 option="top_k"),
     IntegerField("max_answer_len", "Longest answer in model tokens (default: the model's setting, usually 30).",
-                 1, 100),
+                 1, 100, option="max_answer_length"),
     BooleanField("handle_impossible_answer", "When true, the answer may be empty (\"\", start 0, end 0, score = "
-                 "p(no answer)) if the context does not hold one; the model's qa.json sets the threshold."),
+                 "p(no answer)) if the context does not hold one; the model's qa.json sets the threshold.",
+                 option="handle_impossible_answer"),
 )
 FIELD_NAMES = tuple(f.name for f in ITEM_FIELDS)
 
@@ -159,9 +164,8 @@ FIELD_NAMES = tuple(f.name for f in ITEM_FIELDS)
 class AnswerRequest:
     question: str
     context: str
-    top_k: int | None  # None: the client did not ask for "answers"
-    max_answer_len: int | None
-    handle_impossible_answer: bool = False
+    options: dict[str, Any]  # qa.params.AnswerOptions fields the client set, by ITEM_FIELDS' `option`
+    ranked: bool  # the client gave top_k: the response adds "answers"
 
 
 def parse_item(obj: Any, settings: Settings, where: str = "") -> AnswerRequest:
@@ -170,7 +174,9 @@ def parse_item(obj: Any, settings: Settings, where: str = "") -> AnswerRequest:
         label = where.rstrip(".") or "body"
         raise ApiError(422, "invalid_body", f"'{label}' must be a JSON object, got {json_type(obj)}")
     _no_unknown(obj, FIELD_NAMES, where)
-    return AnswerRequest(**{f.name: f.parse(obj, where, settings) for f in ITEM_FIELDS})
+    values = {f.name: f.parse(obj, where, settings) for f in ITEM_FIELDS}
+    options = {f.option: values[f.name] for f in ITEM_FIELDS if f.option and values[f.name] is not None}
+    return AnswerRequest(values["question"], values["context"], options, ranked=values["top_k"] is not None)
 
 
 def item_json_schema(settings: Settings) -> dict[str, Any]:

@@ -24,8 +24,17 @@ def test_the_docs_table_is_the_generated_one():
 
 def test_parser_openapi_and_request_type_name_the_same_fields():
     item = openapi_document(Settings())["components"]["schemas"]["AnswerRequest"]
-    assert tuple(item["properties"]) == FIELD_NAMES == tuple(AnswerRequest.__dataclass_fields__)
+    assert tuple(item["properties"]) == FIELD_NAMES
     assert item["required"] == ["question", "context"]
+    parsed = parse_item({"question": "q", "context": "c", "top_k": 2, "handle_impossible_answer": True}, Settings())
+    assert parsed == AnswerRequest("q", "c", {"top_k": 2, "handle_impossible_answer": True}, ranked=True)
+    # Every option a field sets is one the engine takes.
+    from dataclasses import fields
+
+    from qa.params import AnswerOptions
+    from serve.schema import ITEM_FIELDS
+
+    assert {f.option for f in ITEM_FIELDS if f.option} <= {f.name for f in fields(AnswerOptions)}
 
 
 def test_limits_follow_the_settings():
