@@ -38,9 +38,10 @@ CASES = [
 ]
 
 
-# The interim model (22 % of its epoch) misses two: "Where is the company's headquarters now?"
-# -> "Leeds to Manchester" and "What damaged the bridge?" -> "northern pillar". Lower this as it improves.
-MAX_MISSES = 2
+# The interim model (43 % of its epoch) misses one: "Where is the company's headquarters now?"
+# -> "Leeds to Manchester" (at 22 % it also answered "northern pillar" for what damaged the bridge).
+# Lower this as it improves.
+MAX_MISSES = 1
 
 
 def test_answers_hand_written_questions(ask):
