@@ -133,7 +133,8 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
                     },
                     "responses": {
                         "200": _json("PipelineResponse", "One answer for one input (top_k 1), else a list (of lists "
-                                     "for several inputs with top_k > 1)."),
+                                     "for several inputs with top_k > 1; an input with a single "
+                                     "candidate answer gives a dict, as in the pipeline)."),
                         **answer_errors,
                     },
                 }

@@ -307,10 +307,14 @@ def pipeline_json_schemas(settings: Settings) -> dict[str, Any]:
             },
         },
         "PipelineAnswer": {"$ref": "#/components/schemas/Span"},
+        # The pipeline's shapes: a dict per answer, a list per input with several answers. An input that
+        # yields one candidate is a dict even with top_k > 1, so a list of inputs may mix the two.
         "PipelineResponse": {"oneOf": [
             {"$ref": "#/components/schemas/Span"},
-            {"type": "array", "items": {"$ref": "#/components/schemas/Span"}},
-            {"type": "array", "items": {"type": "array", "items": {"$ref": "#/components/schemas/Span"}}},
+            {"type": "array", "items": {"oneOf": [
+                {"$ref": "#/components/schemas/Span"},
+                {"type": "array", "items": {"$ref": "#/components/schemas/Span"}},
+            ]}},
         ]},
     }
 

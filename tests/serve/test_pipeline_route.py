@@ -41,6 +41,19 @@ def test_parameters_and_lists_take_the_pipeline_shapes(client, answerer):
     assert isinstance(one, list) and isinstance(one[0], dict)
 
 
+def test_a_mixed_list_of_dicts_and_lists_matches_the_published_schema(client):
+    # A one-character context has a single candidate span, so the pipeline gives a dict for it even with
+    # top_k > 1, beside lists for the others (the shape the fuzzer found outside the old schema).
+    jsonschema = pytest.importorskip("jsonschema")
+    doc = client.get("/openapi.json").get_json()
+    body = {"inputs": [{"question": QUESTION, "context": "t"}, {"question": QUESTION, "context": CONTEXT}],
+            "parameters": {"top_k": 2}}
+    got = post(client, body).get_json()
+    assert isinstance(got[0], dict) and isinstance(got[1], list)
+    schema = {"$ref": "#/components/schemas/PipelineResponse", "components": doc["components"]}
+    jsonschema.Draft202012Validator(schema).validate(got)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code", "message"),
     [
