@@ -206,7 +206,8 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
     start_step = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    with time_box.stop_on_signals():
+        trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.perf_counter() - started
     trainer.save_model(str(out))
     if not trainer.is_world_process_zero():
@@ -218,7 +219,8 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
     sessions = record_session(out, {
         "started": started_at, "train_seconds": round(train_seconds, 1), "from_step": start_step,
         "to_step": end_step, "max_steps": trainer.state.max_steps, "resumed_from": checkpoint,
-        "stopped_by_time_box": time_box.stopped, "hardware": hardware(),
+        "stopped_by_time_box": time_box.stopped, "stop_reason": time_box.stop_reason if time_box.stopped else None,
+        "hardware": hardware(),
         "windows_per_second": round((end_step - start_step) * windows_per_step / max(train_seconds, 1e-9), 2),
     })
     # Graphs and gate results of an earlier run in this directory describe other weights.
@@ -278,7 +280,8 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
     write_model_card(out, config, metrics)
     logger.info("model written to %s: EM %.2f F1 %.2f", out, metrics.get("exact_match", 0), metrics.get("f1", 0))
     if not training["complete"]:
-        print(f"time box reached after {train_seconds / 60:.1f} min at step {end_step}/{trainer.state.max_steps} "
+        reason = "stopped on a signal" if time_box.stop_reason == "signal" else "time box reached"
+        print(f"{reason} after {train_seconds / 60:.1f} min at step {end_step}/{trainer.state.max_steps} "
               f"(epoch {training['epochs_done']:.3f}); checkpoint {last_complete_checkpoint(out)}; "
               f"{out} holds an interim model.\nresume with: {resume_command(config, max_minutes)}", flush=True)
     return out

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
@@ -15,6 +19,8 @@ from qa.params import InferenceParams
 from qa.windowing import Windower
 from train.config import ExperimentConfig
 from train.data import SquadExample
+
+logger = logging.getLogger(__name__)
 
 
 def device_arguments() -> dict:
@@ -128,12 +134,16 @@ class SquadTrainer(Trainer):
         return metrics
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 class TimeBox(TrainerCallback):
     """Stops training after `max_minutes` with a full checkpoint, and saves one every `save_every_minutes`.
 
     The checkpoint is the Trainer's own (weights, optimizer, scheduler, RNG, global step), so
     `trainer.train(resume_from_checkpoint=...)` continues with the same data order. The stop step is
-    also logged, so no loss goes missing from the curve.
+    also logged, so no loss goes missing from the curve. Inside `stop_on_signals()`, SIGTERM or
+    Ctrl-C ends the run the same way at the end of the current step; a second one stops at once.
     """
 
     clock = staticmethod(time.monotonic)  # replaced by tests to make the stop step deterministic
@@ -142,7 +152,29 @@ class TimeBox(TrainerCallback):
         self.max_seconds = max_minutes * 60 if max_minutes else None
         self.save_every_seconds = save_every_minutes * 60 if save_every_minutes else None
         self.stopped = False
+        self.stop_reason: str | None = None  # "time box" or "signal"
+        self.stop_requested = False
         self.started = self.last_save = None
+
+    def request_stop(self, signum: int | None = None, frame=None) -> None:
+        if self.stop_requested:
+            raise KeyboardInterrupt  # asked twice: the user wants out now, checkpoint or not
+        self.stop_requested = True
+        name = signal.Signals(signum).name if signum else "a request"
+        logger.warning("%s: stopping after this step with a full checkpoint (send it again to stop at once)", name)
+
+    @contextlib.contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT request a clean stop while the block runs (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.request_stop) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = self.last_save = self.clock()
@@ -151,9 +183,11 @@ class TimeBox(TrainerCallback):
         now = self.clock()
         out_of_time = self.max_seconds is not None and now - self.started >= self.max_seconds
         save_due = self.save_every_seconds is not None and now - self.last_save >= self.save_every_seconds
-        if _any_rank(out_of_time, args.device):
+        asked = _any_rank(self.stop_requested, args.device)
+        if asked or _any_rank(out_of_time, args.device):
             if state.global_step < state.max_steps:
                 self.stopped = True
+                self.stop_reason = "signal" if asked else "time box"
                 control.should_training_stop = True
                 control.should_save = True
                 control.should_log = True
