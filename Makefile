@@ -15,7 +15,7 @@ export SQUAD_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test lint train evaluate calibrate score gate package card tune export serve dev bench bench-setup loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
+.PHONY: help setup test lint train evaluate calibrate score gate package card tune export serve dev bench bench-setup parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
 
 help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -88,6 +88,9 @@ bench-setup:  ## the baseline's virtualenv (transformers 4.x still has the QA pi
 
 bench: $(if $(SKIP_BASELINE),,.venv-baseline/bin/python)  ## service vs transformers pipeline on the same weights -> bench/results.json: make bench [MODEL=dir] [N=1000] [BACKEND=] [DEV_DATA=file] [SKIP_BASELINE=1]
 	$(PYTHON) -m bench.run --model $(MODEL) --n $(N) --data $(DEV_DATA) --backend $(BACKEND) $(if $(SKIP_BASELINE),--skip-baseline)
+
+parity: .venv-baseline/bin/python  ## qa.QuestionAnswerer vs the transformers 4.57 pipeline on the first N dev questions, 3 settings -> bench/parity.json: make parity [MODEL=dir] [N=1000]
+	$(PYTHON) -m bench.parity --model $(MODEL) --n $(N) --data $(DEV_DATA)
 
 .venv-baseline/bin/python:
 	$(MAKE) bench-setup

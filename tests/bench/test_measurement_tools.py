@@ -1,0 +1,50 @@
+"""bench.align and bench.parity: the parts that decide their figures."""
+
+import pytest
+
+from bench.align import Replay, compare_alignment
+from bench.parity import compare, difference_kind
+from qa.engine import QAEngine
+from train.data import load_squad
+from train.evaluate import score_examples
+
+
+def span(start: int, end: int, answer: str) -> dict:
+    return {"score": 0.5, "start": start, "end": end, "answer": answer}
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "kind"),
+    [
+        (span(4, 8, "1874"), span(4, 8, "1874"), "identical"),
+        (span(40, 44, "1874"), span(4, 8, "1874"), "same text at another offset"),
+        (span(0, 8, "May 1874"), span(4, 8, "1874"), "overlapping: ours is longer"),
+        (span(4, 8, "1874"), span(0, 8, "May 1874"), "overlapping: ours is shorter"),
+        (span(2, 6, "y 18"), span(4, 10, "1874 a"), "overlapping: shifted"),
+        (span(20, 25, "Paris"), span(4, 8, "1874"), "another span"),
+    ],
+)
+def test_difference_kinds(ours, theirs, kind):
+    assert difference_kind(ours, theirs) == kind
+
+
+def test_compare_counts_text_and_offsets_apart_and_keeps_one_example_per_kind():
+    pairs = [{"id": str(i), "question": f"q{i}"} for i in range(4)]
+    ours = {"0": [span(4, 8, "1874")], "1": [span(40, 44, "1874")], "2": [span(0, 8, "May 1874")],
+            "3": [span(0, 8, "May 1874")]}
+    theirs = {k: [span(4, 8, "1874")] for k in ours}
+    report = compare(pairs, ours, theirs)
+    assert report["identical_answer_text"] == 0.5 and report["identical_start_end"] == 0.25
+    assert report["kinds"] == {"overlapping: ours is longer": 2, "identical": 1, "same text at another offset": 1}
+    assert report["examples"]["overlapping: ours is longer"]["id"] == "2"
+
+
+def test_alignment_comparison_runs_the_model_once_and_scores_as_the_evaluation(tiny_bert_dir, fixtures_dir):
+    examples = load_squad(fixtures_dir / "tiny_squad.json")
+    plain = QAEngine.from_model_dir(tiny_bert_dir, backend="torch")
+    calls = Replay(plain.backend)
+    plain.backend = calls
+    _, off = score_examples(plain, examples)  # the model's own settings: alignment off
+    report = compare_alignment(QAEngine.from_model_dir(tiny_bert_dir, backend="torch"), examples)
+    assert report["model_calls"] == calls.model_calls > 0  # the "on" pass replayed every batch
+    assert (report["off"]["exact_match"], report["off"]["f1"]) == (round(off["exact_match"], 2), round(off["f1"], 2))
