@@ -152,7 +152,7 @@ def test_the_form_says_when_the_text_does_not_hold_the_answer(browser, abstainin
 
 def test_the_api_docs_try_it_out_answers(browser, base_url, tiny_engine, tmp_path):
     """GET /docs (Swagger UI from bundled files), "Try it out" on POST /v1/answer, and the answer shows.
-    QA_SCREENSHOT_DIR keeps the screenshot (docs/img/api-docs.png was made so)."""
+    QA_SCREENSHOT_DIR keeps the screenshot (docs/img/api-docs.png is these steps against `make serve`)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
