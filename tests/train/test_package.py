@@ -71,6 +71,12 @@ def test_card_is_rendered_from_the_directory(packaged):
     assert f"| onnx-fp32 | {metrics['exact_match']:.2f} | {metrics['f1']:.2f} | 17 |" in card
     assert "float16" in card and metrics["training"]["train_sha256"] in card
     assert "| 1 |" in card  # the session table
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(packaged["out"] / "README.md").data  # the YAML header tools and the Hub read
+    assert {r.metric_type: r.metric_value for r in data.eval_results} == {
+        "exact_match": round(metrics["exact_match"], 2), "f1": round(metrics["f1"], 2)}
+    assert data.pipeline_tag == "question-answering" and data.datasets == ["rajpurkar/squad"]
 
 
 def test_packaging_a_directory_without_weights_is_an_error(tmp_path):
