@@ -34,7 +34,9 @@ BASELINE_SCRIPT = BENCH_DIR / "parity_baseline.py"
 
 
 def difference_kind(ours: dict, theirs: dict) -> str:
-    """How one top answer differs from the pipeline's."""
+    """How one top answer differs from the pipeline's (None: that side gave no answer)."""
+    if ours is None or theirs is None:
+        return "no answer from " + ("both" if ours is theirs else "ours" if ours is None else "the pipeline")
     if ours["answer"] == theirs["answer"]:
         return "identical" if (ours["start"], ours["end"]) == (theirs["start"], theirs["end"]) else \
             "same text at another offset"
@@ -54,11 +56,11 @@ def compare(pairs: list[dict], ours: dict[str, list[dict]], theirs: dict[str, li
     for pair in pairs:
         a, b = ours[pair["id"]], theirs[pair["id"]]
         same_lists += [x["answer"] for x in a] == [x["answer"] for x in b]
-        kind = difference_kind(a[0], b[0])
+        kind = difference_kind(a[0] if a else None, b[0] if b else None)
         kinds[kind] += 1
         if kind != "identical" and kind not in examples:
             examples[kind] = {"id": pair["id"], "question": pair["question"],
-                              "ours": a[0], "pipeline": b[0]}
+                              "ours": a[0] if a else None, "pipeline": b[0] if b else None}
     n = len(pairs)
     return {
         "questions": n,
@@ -74,7 +76,8 @@ def gold_scores(pairs: list[dict], answers: dict[str, list[dict]]) -> dict:
     from train.metrics.squad_v1 import compute_score
 
     gold = {p["id"]: p["answers"] for p in pairs}
-    return {k: round(v, 2) for k, v in compute_score(gold, {i: a[0]["answer"] for i, a in answers.items()}).items()}
+    top = {i: a[0]["answer"] if a else "" for i, a in answers.items()}
+    return {k: round(v, 2) for k, v in compute_score(gold, top).items()}
 
 
 def run_ours(model: Path, pairs: list[dict], threads: int | None) -> tuple[dict, dict]:
@@ -87,7 +90,7 @@ def run_ours(model: Path, pairs: list[dict], threads: int | None) -> tuple[dict,
         started = time.perf_counter()
         out = answerer(question=questions, context=contexts, **kwargs)
         seconds[name] = round(time.perf_counter() - started, 1)
-        out = out if isinstance(out, list) else [out]
+        out = [out] if len(pairs) == 1 or not isinstance(out, list) else out  # one pair: the pipeline's bare result
         results[name] = {p["id"]: (a if isinstance(a, list) else [a]) for p, a in zip(pairs, out, strict=True)}
     return results, seconds
 

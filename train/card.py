@@ -137,7 +137,7 @@ def card_metadata(name: str, config: ExperimentConfig, metrics: dict) -> str:
     data = ModelCardData(
         model_name=name, language="en", license="apache-2.0", library_name="transformers",
         pipeline_tag="question-answering", base_model=base_model_hub_id(config.model.name_or_path),
-        datasets=[SQUAD_HUB_ID], tags=["extractive-qa", "squad", "onnx"], eval_results=scores or None,
+        datasets=[SQUAD_HUB_ID], tags=["extractive-qa", "squad"], eval_results=scores or None,
     )
     return data.to_yaml()
 

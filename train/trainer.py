@@ -135,6 +135,7 @@ class SquadTrainer(Trainer):
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+REPEAT_GRACE_S = 3.0
 
 
 class TimeBox(TrainerCallback):
@@ -143,7 +144,9 @@ class TimeBox(TrainerCallback):
     The checkpoint is the Trainer's own (weights, optimizer, scheduler, RNG, global step), so
     `trainer.train(resume_from_checkpoint=...)` continues with the same data order. The stop step is
     also logged, so no loss goes missing from the curve. Inside `stop_on_signals()`, SIGTERM or
-    Ctrl-C ends the run the same way at the end of the current step; a second one stops at once.
+    Ctrl-C ends the run the same way at the end of the current step; another one, 3 s or more
+    later, stops at once. Under torchrun the agent forwards signals and kills the workers 30 s
+    later, so there the time box is the clean way to stop.
     """
 
     clock = staticmethod(time.monotonic)  # replaced by tests to make the stop step deterministic
@@ -154,12 +157,19 @@ class TimeBox(TrainerCallback):
         self.stopped = False
         self.stop_reason: str | None = None  # "time box" or "signal"
         self.stop_requested = False
+        self._requested_at = 0.0
         self.started = self.last_save = None
 
     def request_stop(self, signum: int | None = None, frame=None) -> None:
+        now = time.monotonic()  # the real clock: this is about a person pressing keys
         if self.stop_requested:
-            raise KeyboardInterrupt  # asked twice: the user wants out now, checkpoint or not
+            # One Ctrl-C can arrive twice (the terminal and a launcher that forwards it); only a repeat
+            # after REPEAT_GRACE_S means "out now, checkpoint or not".
+            if now - self._requested_at >= REPEAT_GRACE_S:
+                raise KeyboardInterrupt
+            return
         self.stop_requested = True
+        self._requested_at = now
         name = signal.Signals(signum).name if signum else "a request"
         logger.warning("%s: stopping after this step with a full checkpoint (send it again to stop at once)", name)
 

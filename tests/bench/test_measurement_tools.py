@@ -22,6 +22,7 @@ def span(start: int, end: int, answer: str) -> dict:
         (span(4, 8, "1874"), span(0, 8, "May 1874"), "overlapping: ours is shorter"),
         (span(2, 6, "y 18"), span(4, 10, "1874 a"), "overlapping: shifted"),
         (span(20, 25, "Paris"), span(4, 8, "1874"), "another span"),
+        (span(4, 8, "1874"), None, "no answer from the pipeline"),
     ],
 )
 def test_difference_kinds(ours, theirs, kind):

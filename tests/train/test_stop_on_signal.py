@@ -35,13 +35,17 @@ def test_the_time_box_names_its_own_reason():
     assert step_end(box).should_training_stop and box.stop_reason == "time box"
 
 
-def test_a_second_signal_stops_at_once_and_the_handlers_are_restored():
+def test_a_later_second_signal_stops_at_once_and_the_handlers_are_restored(monkeypatch):
     box = TimeBox(max_minutes=None, save_every_minutes=None)
-    before = signal.getsignal(signal.SIGINT)
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    now = iter([100.0, 100.5, 104.0])
+    monkeypatch.setattr("train.trainer.time.monotonic", lambda: next(now))
     with pytest.raises(KeyboardInterrupt), box.stop_on_signals():
         os.kill(os.getpid(), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is before and signal.getsignal(signal.SIGTERM) is not box.request_stop
+        os.kill(os.getpid(), signal.SIGINT)  # 0.5 s later: the same Ctrl-C forwarded, still a clean stop
+        assert box.stop_requested
+        os.kill(os.getpid(), signal.SIGTERM)  # 4 s after the first: out now
+    assert {sig: signal.getsignal(sig) for sig in before} == before
 
 
 def test_a_signal_on_the_last_step_changes_nothing():
