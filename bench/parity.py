@@ -136,10 +136,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name, kwargs in SETTINGS.items()
         },
     }
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    print(text)
-    args.out.write_text(text + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=2, ensure_ascii=False))
+    # The file keeps ids and offsets only: SQuAD text (questions, answers) must not be committed.
+    args.out.write_text(json.dumps(without_text(report), indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def without_text(report: dict) -> dict:
+    redacted = json.loads(json.dumps(report))
+    for setting in redacted["settings"].values():
+        for example in setting["examples"].values():
+            example.pop("question", None)
+            for side in ("ours", "pipeline"):
+                if example.get(side):
+                    example[side].pop("answer", None)
+    return redacted
 
 
 if __name__ == "__main__":

@@ -49,3 +49,14 @@ def test_alignment_comparison_runs_the_model_once_and_scores_as_the_evaluation(t
     report = compare_alignment(QAEngine.from_model_dir(tiny_bert_dir, backend="torch"), examples)
     assert report["model_calls"] == calls.model_calls > 0  # the "on" pass replayed every batch
     assert (report["off"]["exact_match"], report["off"]["f1"]) == (round(off["exact_match"], 2), round(off["f1"], 2))
+
+
+def test_the_parity_file_keeps_no_squad_text():
+    from bench.parity import without_text
+
+    example = {"id": "q1", "question": "Who?", "ours": span(4, 8, "1874"), "pipeline": span(0, 8, "May 1874")}
+    report = {"settings": {"defaults": {"examples": {"overlapping: ours is shorter": example}}}}
+    kept = without_text(report)["settings"]["defaults"]["examples"]["overlapping: ours is shorter"]
+    assert kept == {"id": "q1", "ours": {"score": 0.5, "start": 4, "end": 8},
+                    "pipeline": {"score": 0.5, "start": 0, "end": 8}}
+    assert example["question"] == "Who?"  # the printed report keeps its text
