@@ -15,7 +15,7 @@ export SQUAD_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test lint train evaluate calibrate score gate package card tune export serve dev bench bench-setup parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
+.PHONY: help setup test lint train recover evaluate calibrate score gate package card tune export serve dev bench bench-setup parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
 
 help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ lint:  ## static checks (ruff; make delivery-lint covers the Dockerfile, workflo
 
 train:  ## fine-tune: make train CONFIG=configs/smoke.yaml [RESUME=1] [MAX_MINUTES=n]
 	$(PYTHON) -m train.train --config $(CONFIG) $(if $(RESUME),--resume) $(if $(MAX_MINUTES),--max-minutes $(MAX_MINUTES))
+
+recover:  ## rebuild a lost checkpoint from a model dir, then RESUME=1: make recover CONFIG=file [MODEL=dir]
+	$(PYTHON) -m train.recover --config $(CONFIG) --from $(MODEL)
 
 evaluate:  ## predictions.json + metrics.json: make evaluate [MODEL=dir] [DATA=file] [OUT=dir] [BACKEND=] [LIMIT=n]
 	$(PYTHON) -m train.evaluate --model $(MODEL) --data $(DATA) --out $(OUT) --backend $(BACKEND) $(if $(LIMIT),--limit $(LIMIT))
