@@ -90,6 +90,7 @@ def test_gate_passes_the_trained_model(trained):
     assert result.stdout.count("pass") >= 2
     record = json.loads((trained["model"] / "gate.json").read_text())
     assert record["torch"]["passed"] is True
+    assert f"{len(os.sched_getaffinity(0))} cores" in record["torch"]["cpu"]  # where the verdict was measured
 
 
 def test_gate_refuses_an_untrained_model(trained):
