@@ -95,7 +95,7 @@ class GateResult:
 
 
 # CPU features that select onnxruntime's int8 kernels; the same int8 graph has scored 0.26 F1
-# apart on two machines of this project (docs/serving.md), so a verdict names where it was measured.
+# apart on two machines of this project (docs/training.md), so a verdict names where it was measured.
 INT8_CPU_FLAGS = ("avx2", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
