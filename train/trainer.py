@@ -193,15 +193,15 @@ class TimeBox(TrainerCallback):
         now = self.clock()
         out_of_time = self.max_seconds is not None and now - self.started >= self.max_seconds
         save_due = self.save_every_seconds is not None and now - self.last_save >= self.save_every_seconds
-        asked = _any_rank(self.stop_requested, args.device)
-        if asked or _any_rank(out_of_time, args.device):
+        asked, out_of_time, save_due = _any_rank((self.stop_requested, out_of_time, save_due), args.device)
+        if asked or out_of_time:
             if state.global_step < state.max_steps:
                 self.stopped = True
                 self.stop_reason = "signal" if asked else "time box"
                 control.should_training_stop = True
                 control.should_save = True
                 control.should_log = True
-        elif _any_rank(save_due, args.device):
+        elif save_due:
             control.should_save = True
         return control
 
@@ -209,14 +209,15 @@ class TimeBox(TrainerCallback):
         self.last_save = self.clock()
 
 
-def _any_rank(flag: bool, device) -> bool:
-    """True on every rank when it is true on any, so DDP processes stop or save on the same step."""
+def _any_rank(flags: tuple[bool, ...], device) -> tuple[bool, ...]:
+    """Each flag true on every rank when it is true on any (one reduction), so DDP processes stop or
+    save on the same step."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
-        return flag
+        return tuple(flags)
     import torch
 
-    value = torch.tensor([1 if flag else 0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    values = torch.tensor([1 if flag else 0 for flag in flags], device=device)
+    dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return tuple(bool(v) for v in values.tolist())
