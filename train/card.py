@@ -218,7 +218,7 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
         for i, s in enumerate(sessions, 1):
             lines.append(f"| {i} | {s.get('started')} | {s.get('from_step')} -> {s.get('to_step')} of "
                          f"{s.get('max_steps')} | {s.get('train_seconds', 0) / 60:.1f} | "
-                         f"{s.get('windows_per_second')} | {_stop_reason(s)} |")
+                         f"{s.get('windows_per_second') or '-'} | {_stop_reason(s)} |")
         lines.append("")
     lines += _abstention_lines(_read_json(out / CALIBRATION_FILE), load_params(out).null_threshold)
     lines += [
