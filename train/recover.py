@@ -25,15 +25,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from qa.model_dir import SESSIONS_FILE, TRAINING_LOG_FILE
+from qa.model_dir import SESSIONS_FILE, TRAINING_LOG_FILE, WEIGHTS_FILE
 from train.cli import positive_int, run_stage
 from train.config import ConfigError, ExperimentConfig, load_config
 from train.data import SquadFormatError
 from train.model_source import ModelSourceError
 
 logger = logging.getLogger("train.recover")
-
-WEIGHTS_FILE = "model.safetensors"
 
 
 def _read_ledger(source: Path) -> list[dict]:
