@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from qa.files import file_sha256, write_json
 from qa.model_dir import METRICS_FILE, PREDICTIONS_FILE
 from train.cli import positive_int, run_stage
 from train.data import SquadExample, SquadFormatError, load_squad, references
+from train.hardware import cpu_description
 from train.metrics.squad_v1 import compute_score
 
 
@@ -65,7 +65,7 @@ def evaluate_model(
             "data_sha256": file_sha256(data_file),
             "limit": limit,
             "questions_per_s": round(len(examples) / max(metrics["elapsed_s"], 1e-9), 2),
-            "hardware": f"{platform.machine()} {platform.processor() or ''} CPU".strip(),
+            "hardware": cpu_description(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )

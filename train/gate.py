@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -27,6 +25,7 @@ from qa.model_dir import GATE_RECORD, METRICS_FILE, eval_metrics_file, write_gat
 from train.cli import EXIT_OK, EXIT_REFUSED, positive_int, run_stage
 from train.config import ConfigError, ExperimentConfig, model_config
 from train.data import SquadFormatError
+from train.hardware import cpu_description
 
 
 @dataclass(frozen=True)
@@ -92,23 +91,6 @@ class GateResult:
             "cpu": cpu_description(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-
-
-# CPU features that select onnxruntime's int8 kernels; the same int8 graph has scored 0.26 F1
-# apart on two machines of this project (docs/training.md), so a verdict names where it was measured.
-INT8_CPU_FLAGS = ("avx2", "avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def cpu_description() -> str:
-    """e.g. "AMD EPYC, 2 cores; avx2 avx512_vnni avx_vnni" (Linux), else platform.processor()."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model or platform.machine()}, {cores} cores; {' '.join(f for f in INT8_CPU_FLAGS if f in flags)}"
 
 
 def gate_model(

@@ -29,6 +29,7 @@ from qa.model_dir import SESSIONS_FILE, TRAINING_LOG_FILE, WEIGHTS_FILE
 from train.cli import positive_int, run_stage
 from train.config import ConfigError, ExperimentConfig, load_config
 from train.data import SquadFormatError
+from train.hardware import training_hardware
 from train.model_source import ModelSourceError
 
 logger = logging.getLogger("train.recover")
@@ -54,7 +55,7 @@ def rebuild_checkpoint(config: ExperimentConfig, source: Path, prime_batches: in
     from transformers import set_seed
     from transformers.trainer_callback import ExportableState, TrainerState
 
-    from train.train import build_trainer, hardware, last_complete_checkpoint, load_base, load_data
+    from train.train import build_trainer, last_complete_checkpoint, load_base, load_data
 
     source = Path(source)
     sessions = _read_ledger(source)
@@ -131,7 +132,7 @@ def rebuild_checkpoint(config: ExperimentConfig, source: Path, prime_batches: in
         "from_step": step, "to_step": step, "max_steps": max_steps, "resumed_from": str(source),
         "stopped_by_time_box": False,
         "stop_reason": f"checkpoint rebuilt from {source} (float16 weights; Adam moments from {primed} batches)",
-        "hardware": hardware(), "windows_per_second": None,
+        "hardware": training_hardware(), "windows_per_second": None,
     })
     (out / SESSIONS_FILE).write_text(json.dumps(sessions, indent=2) + "\n")
     print(f"wrote {checkpoint} (step {step} of {max_steps}); continue with: "

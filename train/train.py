@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,6 +38,7 @@ from qa.model_dir import (
 from train.cli import run_stage
 from train.config import ConfigError, ExperimentConfig, load_config
 from train.data import SquadFormatError, load_split, pair_unanswerable, split_heldout_articles
+from train.hardware import training_hardware
 from train.model_source import ModelSourceError
 
 logger = logging.getLogger("train")
@@ -148,14 +147,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def hardware() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
-
-
 def resume_command(config: ExperimentConfig, max_minutes: float | None) -> str:
     command = f"make train CONFIG={config.source} RESUME=1"
     return command + (f" MAX_MINUTES={max_minutes:g}" if max_minutes else "")
@@ -221,7 +212,7 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
         "to_step": end_step, "max_steps": trainer.state.max_steps, "resumed_from": checkpoint,
         "stopped_by_time_box": time_box.stop_reason == "time box",
         "stop_reason": time_box.stop_reason if time_box.stopped else None,
-        "hardware": hardware(),
+        "hardware": training_hardware(),
         "windows_per_second": round((end_step - start_step) * windows_per_step / max(train_seconds, 1e-9), 2),
     })
     # Graphs and gate results of an earlier run in this directory describe other weights.
@@ -268,7 +259,7 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
         "unanswerable_without_partner": data.unanswerable_without_partner,
         "heldout_articles": len(data.heldout_titles),
         "heldout_questions": data.heldout_questions,
-        "hardware": hardware(),
+        "hardware": training_hardware(),
         "torch": torch.__version__,
         "git_commit": git_commit(),
         "config": config.source,

@@ -1,0 +1,34 @@
+"""Where a figure was measured: the one description of this machine that training, evaluation and the gate record."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+from qa.backends import usable_cores
+
+# CPU features that select onnxruntime's int8 kernels; the same int8 graph has scored 0.26 F1
+# apart on two machines of this project (docs/training.md), so a verdict names where it was measured.
+INT8_CPU_FLAGS = ("avx2", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_description() -> str:
+    """e.g. "AMD EPYC, 2 cores; avx2 avx512_vnni avx_vnni" (Linux), else the platform's processor name."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"{platform.processor() or platform.machine()}, {usable_cores()} cores"
+    lines = text.splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    int8_flags = " ".join(f for f in INT8_CPU_FLAGS if f in flags)
+    return f"{model or platform.machine()}, {usable_cores()} cores; {int8_flags}"
+
+
+def training_hardware() -> str:
+    """The GPUs when training uses them, else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
+    return f"CPU: {cpu_description()}"
