@@ -15,13 +15,14 @@ export SQUAD_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test lint train recover evaluate calibrate score gate package card tune export serve dev bench bench-setup parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
+.PHONY: help setup test lint train recover evaluate calibrate score gate package card tune export serve dev track mlflow-ui bench bench-setup parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
 
 help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 	@echo "variables (default): MODEL ($(MODEL)) CONFIG ($(CONFIG)) DATA ($(DATA)) DEV_DATA ($(DEV_DATA))"
 	@echo "  SQUAD_DIR ($(SQUAD_DIR)) OUT ($(OUT)) BACKEND ($(BACKEND): auto|torch|onnx-fp32|onnx-int8) PORT ($(PORT))"
-	@echo "  N ($(N)) FROM ($(FROM)) IMAGE ($(IMAGE)) LIMIT, METRICS, PARTS, PREDICTIONS, RESUME, MAX_MINUTES (unset)"
+	@echo "  N ($(N)) FROM ($(FROM)) IMAGE ($(IMAGE)) MLFLOW_PORT ($(MLFLOW_PORT)) LIMIT, METRICS, PARTS, PREDICTIONS, RESUME, MAX_MINUTES (unset)"
+	@echo "  tracking: MLFLOW_TRACKING_URI (default outputs/mlflow.db), DISABLE_MLFLOW_INTEGRATION=TRUE to turn it off"
 
 setup:  ## create .venv with pinned dependencies and the MiniLM base model
 	python3 -m venv .venv
@@ -78,11 +79,28 @@ tune:  ## Optuna search on a subset: make tune [CONFIG=file]
 export:  ## ONNX graphs next to the weights (optimised fp32 + int8): make export [MODEL=dir]
 	$(PYTHON) -m train.export --model $(MODEL)
 
-serve:  ## gunicorn on http://127.0.0.1:PORT: make serve [MODEL=dir] [BACKEND=] [PORT=n] [WEB_CONCURRENCY=n]
-	QA_MODEL_DIR=$(MODEL) QA_BACKEND=$(BACKEND) PORT=$(PORT) $(PYTHON) -m gunicorn -c serve/gunicorn.conf.py serve.wsgi:app
+# MODEL=models:/NAME@ALIAS (a registry version) is resolved to its directory here; the server never imports MLflow.
+MODEL_DIR_OF = dir='$(MODEL)'; case "$$dir" in models:/*) dir=$$($(PYTHON) -m train.tracking resolve "$$dir") || exit 2;; esac
+
+serve:  ## gunicorn on http://127.0.0.1:PORT: make serve [MODEL=dir|models:/NAME@champion] [BACKEND=] [PORT=n] [WEB_CONCURRENCY=n]
+	@$(MODEL_DIR_OF); echo "serving $$dir"; \
+	QA_MODEL_DIR="$$dir" QA_BACKEND=$(BACKEND) PORT=$(PORT) exec $(PYTHON) -m gunicorn -c serve/gunicorn.conf.py serve.wsgi:app
 
 dev:  ## Flask development server with debugger and reloader, never in production: make dev [MODEL=dir] [BACKEND=] [PORT=n]
 	QA_MODEL_DIR=$(MODEL) QA_BACKEND=$(BACKEND) FLASK_DEBUG=1 $(PYTHON) -m flask --app serve.wsgi:app run --port $(PORT)
+
+track:  ## log a model directory trained without tracking as a finished MLflow run: make track [MODEL=dir]
+	$(PYTHON) -m train.tracking log $(MODEL)
+
+MLFLOW_PORT ?= 5000
+.venv-mlflow/bin/mlflow:
+	python3 -m venv .venv-mlflow
+	.venv-mlflow/bin/pip install --quiet pip==25.3
+	.venv-mlflow/bin/pip install --quiet -r tools/requirements-mlflow-ui.txt
+
+mlflow-ui: .venv-mlflow/bin/mlflow  ## the MLflow UI over the tracking store on http://127.0.0.1:MLFLOW_PORT (first run installs it, ~850 MB): make mlflow-ui [MLFLOW_PORT=5000]
+	store=$$($(PYTHON) -m train.tracking uri) && \
+	exec .venv-mlflow/bin/mlflow ui --backend-store-uri "$$store" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 bench-setup:  ## the baseline's virtualenv (transformers 4.x still has the QA pipeline)
 	python3 -m venv .venv-baseline

@@ -44,6 +44,7 @@ SESSIONS_FILE = "sessions.json"  # one entry per training session (start or resu
 HELDOUT_FILE = "heldout_articles.json"  # train articles kept out of training, for calibration
 PREDICTIONS_FILE = "predictions.json"
 CALIBRATION_FILE = "calibration.json"  # no-answer threshold and abstention figures (python -m train.calibrate)
+TRACKING_RUN_FILE = "mlflow_run.json"  # the MLflow run that trained this directory (train/tracking.py)
 EVAL_DIR = "eval"  # eval/metrics-<backend>.json, written by the gate
 # Weight files in the order a model version is read from them.
 WEIGHT_FILES = (WEIGHTS_FILE, ONNX_INT8_FILE, ONNX_FP32_FILE, LEGACY_WEIGHTS_FILE)

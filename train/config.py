@@ -135,6 +135,28 @@ class GateConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """MLflow experiment tracking and the model registry (train/tracking.py). The store is
+    MLFLOW_TRACKING_URI, else outputs/mlflow.db; DISABLE_MLFLOW_INTEGRATION=TRUE turns tracking off."""
+
+    # The MLflow experiment that training runs are logged under.
+    experiment: str = "squad-qa"
+    # The registered model that `make gate` adds versions to; default: the gated directory's name.
+    registered_model: str | None = None
+    # The alias a passing gate moves to the gated version (registry stages are deprecated in MLflow).
+    alias: str = "champion"
+
+    def validate(self, source: str) -> None:
+        for name in ("experiment", "registered_model", "alias"):
+            value = getattr(self, name)
+            if value is not None and not value.strip():
+                raise ConfigError(source, f"tracking.{name}", "must not be empty")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", self.alias) or self.alias.lower() == "latest":
+            raise ConfigError(source, "tracking.alias",
+                              f"must be a name like 'champion' (not 'latest'), got {self.alias!r}")
+
+
+@dataclass
 class TuneConfig:
     """Search space and budget for `make tune` (Trainer.hyperparameter_search with Optuna)."""
 
@@ -167,6 +189,7 @@ class ExperimentConfig:
     # The model's InferenceParams, saved with it as qa.json (one type for training and serving).
     preprocessing: InferenceParams = field(default_factory=InferenceParams)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     # Where the config was read from; not a YAML key.
     source: str = field(default="<memory>", metadata={"internal": True})
 
@@ -213,7 +236,7 @@ def model_config(model_dir: str | Path, override: str | Path | None = None) -> E
 def config_from_dict(raw: Any, source: str = "<memory>") -> ExperimentConfig:
     config = _build(ExperimentConfig, raw, source, "")
     config.source = source
-    for section in (config.model, config.data, config.training, config.gate, config.tune):
+    for section in (config.model, config.data, config.training, config.gate, config.tune, config.tracking):
         section.validate(source)
     try:
         config.preprocessing.validate()

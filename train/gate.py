@@ -26,6 +26,7 @@ from train.cli import EXIT_OK, EXIT_REFUSED, positive_int, run_stage
 from train.config import ConfigError, ExperimentConfig, model_config
 from train.data import SquadFormatError
 from train.hardware import cpu_description
+from train.tracking import TrackingError, register_verdict, store_uri
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,21 @@ def record_gate(model_dir: str | Path, result: GateResult) -> None:
     write_gate_record(model_dir, str(record["backend"]), record)
 
 
+def promote(model_dir: str | Path, config_file: str | None, result: GateResult) -> None:
+    """The verdict into the MLflow registry: a version tagged with it, the alias moved on a pass."""
+    failures = [f"{c.metric} {c.measured:.2f} {'<' if c.higher_is_better else '>'} {c.threshold:.2f}"
+                for c in result.checks if not c.passed]
+    try:
+        entry = register_verdict(model_dir, model_config(model_dir, config_file), str(result.metrics.get("backend")),
+                                 result.passed, failures)
+    except TrackingError as exc:
+        raise TrackingError(store_uri(), f"the verdict is in {GATE_RECORD}, but the registry was not updated: "
+                                         f"{exc}") from None
+    if entry:
+        moved = f"; alias {entry['alias']!r} now points to it" if entry["alias"] else "; no alias moved"
+        print(f"registry: {entry['name']} version {entry['version']} in {store_uri()}{moved}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
@@ -164,10 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             record_gate(args.model, result)
         except OSError as exc:
             print(f"warning: could not record the result in {Path(args.model) / GATE_RECORD}: {exc}", file=sys.stderr)
+        promote(args.model, args.config, result)
         return EXIT_OK if result.passed else EXIT_REFUSED
 
     return run_stage(stage, (ConfigError, ModelLoadError, SquadFormatError, OSError, ValueError, KeyError, TypeError,
-                             AttributeError))
+                             AttributeError, TrackingError))
 
 
 if __name__ == "__main__":

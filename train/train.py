@@ -40,6 +40,7 @@ from train.config import ConfigError, ExperimentConfig, load_config
 from train.data import SquadFormatError, load_split, pair_unanswerable, split_heldout_articles
 from train.hardware import training_hardware
 from train.model_source import ModelSourceError
+from train.tracking import TrackingError, log_result, tracking_enabled, training_run
 
 logger = logging.getLogger("train")
 
@@ -197,85 +198,92 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
     start_step = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     started = time.perf_counter()
-    with time_box.stop_on_signals():
-        trainer.train(resume_from_checkpoint=checkpoint)
-    train_seconds = time.perf_counter() - started
-    trainer.save_model(str(out))
-    if not trainer.is_world_process_zero():
-        return out
+    # The MLflow run spans training and the final evaluation; a resume reopens it (train/tracking.py).
+    tags = {"mlflow.source.git.commit": git_commit(), "config": config.source}
+    with training_run(config, out, resume, tags, active=trainer.is_world_process_zero()):
+        with time_box.stop_on_signals():
+            trainer.train(resume_from_checkpoint=checkpoint)
+        train_seconds = time.perf_counter() - started
+        trainer.save_model(str(out))
+        if not trainer.is_world_process_zero():
+            return out
 
-    args = trainer.args
-    windows_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-    end_step = trainer.state.global_step
-    sessions = record_session(out, {
-        "started": started_at, "train_seconds": round(train_seconds, 1), "from_step": start_step,
-        "to_step": end_step, "max_steps": trainer.state.max_steps, "resumed_from": checkpoint,
-        "stopped_by_time_box": time_box.stop_reason == "time box",
-        "stop_reason": time_box.stop_reason if time_box.stopped else None,
-        "hardware": training_hardware(),
-        "windows_per_second": round((end_step - start_step) * windows_per_step / max(train_seconds, 1e-9), 2),
-    })
-    # Graphs and gate results of an earlier run in this directory describe other weights.
-    shutil.rmtree(out / ONNX_DIR, ignore_errors=True)
-    (out / GATE_RECORD).unlink(missing_ok=True)
-    (out / CALIBRATION_FILE).unlink(missing_ok=True)
-    save_params(out, config.preprocessing)
-    (out / TRAIN_CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    write_json(out / TRAINING_LOG_FILE, trainer.state.log_history)
-    write_training_curve(trainer.state.log_history, out / TRAINING_CURVE_FILE)
-    if data.heldout_titles:
-        write_json(out / HELDOUT_FILE, {"seed": config.training.seed, "fraction": config.data.heldout_article_fraction,
-                                       "questions": data.heldout_questions, "titles": data.heldout_titles})
-    # The final numbers come from the saved directory, loaded exactly as the server loads it.
-    if config.data.validation_file:
-        predictions, metrics = evaluate_model(out, config.data.validation_file, "torch", config.data.max_eval_examples)
-    else:  # Hub validation split (online users): same engine, no file checksum
-        from qa.engine import QAEngine
-        from train.evaluate import score_examples
+        args = trainer.args
+        windows_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        end_step = trainer.state.global_step
+        sessions = record_session(out, {
+            "started": started_at, "train_seconds": round(train_seconds, 1), "from_step": start_step,
+            "to_step": end_step, "max_steps": trainer.state.max_steps, "resumed_from": checkpoint,
+            "stopped_by_time_box": time_box.stop_reason == "time box",
+            "stop_reason": time_box.stop_reason if time_box.stopped else None,
+            "hardware": training_hardware(),
+            "windows_per_second": round((end_step - start_step) * windows_per_step / max(train_seconds, 1e-9), 2),
+        })
+        # Graphs and gate results of an earlier run in this directory describe other weights.
+        shutil.rmtree(out / ONNX_DIR, ignore_errors=True)
+        (out / GATE_RECORD).unlink(missing_ok=True)
+        (out / CALIBRATION_FILE).unlink(missing_ok=True)
+        save_params(out, config.preprocessing)
+        (out / TRAIN_CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        write_json(out / TRAINING_LOG_FILE, trainer.state.log_history)
+        write_training_curve(trainer.state.log_history, out / TRAINING_CURVE_FILE)
+        if data.heldout_titles:
+            write_json(out / HELDOUT_FILE, {"seed": config.training.seed,
+                                            "fraction": config.data.heldout_article_fraction,
+                                            "questions": data.heldout_questions, "titles": data.heldout_titles})
+        # The final numbers come from the saved directory, loaded exactly as the server loads it.
+        if config.data.validation_file:
+            predictions, metrics = evaluate_model(out, config.data.validation_file, "torch",
+                                                  config.data.max_eval_examples)
+        else:  # Hub validation split (online users): same engine, no file checksum
+            from qa.engine import QAEngine
+            from train.evaluate import score_examples
 
-        predictions, metrics = score_examples(QAEngine.from_model_dir(out, backend="torch"), data.evaluation, True)
-        metrics.update({"model_dir": str(out), "backend": "torch", "data_file": config.data.dataset_name,
-                        "data_sha256": None, "limit": config.data.max_eval_examples,
-                        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    write_json(out / PREDICTIONS_FILE, predictions)
-    total_seconds = sum(s["train_seconds"] for s in sessions)
-    total_windows = sum((s["to_step"] - s["from_step"]) for s in sessions) * windows_per_step
-    training = {
-        "complete": end_step >= trainer.state.max_steps,
-        "global_step": end_step,
-        "max_steps": trainer.state.max_steps,
-        "epochs_done": round(trainer.state.epoch or 0, 4),
-        "train_runtime_s": round(total_seconds, 1),
-        "train_hours": round(total_seconds / 3600, 2),
-        "train_samples_per_second": round(total_windows / max(total_seconds, 1e-9), 2),
-        "sessions": len(sessions),
-        "resumes": sum(1 for s in sessions if s["resumed_from"]),
-        "train_examples": len(data.train),
-        "train_windows": stats.windows,
-        "windows_without_answer": stats.windows_without_answer,
-        "examples_without_answer": stats.examples_without_answer,
-        "unanswerable_examples": stats.unanswerable_examples,
-        "unanswerable_windows": stats.unanswerable_windows,
-        "unanswerable_without_partner": data.unanswerable_without_partner,
-        "heldout_articles": len(data.heldout_titles),
-        "heldout_questions": data.heldout_questions,
-        "hardware": training_hardware(),
-        "torch": torch.__version__,
-        "git_commit": git_commit(),
-        "config": config.source,
-        "train_file": config.data.train_file,
-        "train_sha256": file_sha256(config.data.train_file) if config.data.train_file else None,
-        "resumed_from": checkpoint,
-    }
-    metrics["training"] = training
-    write_json(out / METRICS_FILE, metrics)
-    write_model_card(out, config, metrics)
-    logger.info("model written to %s: EM %.2f F1 %.2f", out, metrics.get("exact_match", 0), metrics.get("f1", 0))
-    if not training["complete"]:
-        reason = "stopped on a signal" if time_box.stop_reason == "signal" else "time box reached"
-        print(f"{reason} after {train_seconds / 60:.1f} min at step {end_step}/{trainer.state.max_steps} "
-              f"(epoch {training['epochs_done']:.3f}); checkpoint {last_complete_checkpoint(out)}; "
-              f"{out} holds an interim model.\nresume with: {resume_command(config, max_minutes)}", flush=True)
+            predictions, metrics = score_examples(QAEngine.from_model_dir(out, backend="torch"), data.evaluation, True)
+            metrics.update({"model_dir": str(out), "backend": "torch", "data_file": config.data.dataset_name,
+                            "data_sha256": None, "limit": config.data.max_eval_examples,
+                            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        write_json(out / PREDICTIONS_FILE, predictions)
+        total_seconds = sum(s["train_seconds"] for s in sessions)
+        total_windows = sum((s["to_step"] - s["from_step"]) for s in sessions) * windows_per_step
+        training = {
+            "complete": end_step >= trainer.state.max_steps,
+            "global_step": end_step,
+            "max_steps": trainer.state.max_steps,
+            "epochs_done": round(trainer.state.epoch or 0, 4),
+            "train_runtime_s": round(total_seconds, 1),
+            "train_hours": round(total_seconds / 3600, 2),
+            "train_samples_per_second": round(total_windows / max(total_seconds, 1e-9), 2),
+            "sessions": len(sessions),
+            "resumes": sum(1 for s in sessions if s["resumed_from"]),
+            "train_examples": len(data.train),
+            "train_windows": stats.windows,
+            "windows_without_answer": stats.windows_without_answer,
+            "examples_without_answer": stats.examples_without_answer,
+            "unanswerable_examples": stats.unanswerable_examples,
+            "unanswerable_windows": stats.unanswerable_windows,
+            "unanswerable_without_partner": data.unanswerable_without_partner,
+            "heldout_articles": len(data.heldout_titles),
+            "heldout_questions": data.heldout_questions,
+            "hardware": training_hardware(),
+            "torch": torch.__version__,
+            "git_commit": git_commit(),
+            "config": config.source,
+            "train_file": config.data.train_file,
+            "train_sha256": file_sha256(config.data.train_file) if config.data.train_file else None,
+            "resumed_from": checkpoint,
+        }
+        metrics["training"] = training
+        write_json(out / METRICS_FILE, metrics)
+        write_model_card(out, config, metrics)
+        if tracking_enabled():
+            log_result(out, metrics)
+        logger.info("model written to %s: EM %.2f F1 %.2f", out, metrics.get("exact_match", 0), metrics.get("f1", 0))
+        if not training["complete"]:
+            reason = "stopped on a signal" if time_box.stop_reason == "signal" else "time box reached"
+            print(f"{reason} after {train_seconds / 60:.1f} min at step {end_step}/{trainer.state.max_steps} "
+                  f"(epoch {training['epochs_done']:.3f}); checkpoint {last_complete_checkpoint(out)}; "
+                  f"{out} holds an interim model.\nresume with: {resume_command(config, max_minutes)}", flush=True)
     return out
 
 
@@ -290,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--max-minutes must be positive, got {args.max_minutes:g}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run_stage(lambda: run(load_config(args.config), resume=args.resume, max_minutes=args.max_minutes),
-                     (ConfigError, SquadFormatError, ModelSourceError, FileNotFoundError))
+                     (ConfigError, SquadFormatError, ModelSourceError, FileNotFoundError, TrackingError))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from qa.params import InferenceParams
 from qa.windowing import Windower
 from train.config import ExperimentConfig
 from train.data import SquadExample
+from train.tracking import tracking_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def training_arguments(config: ExperimentConfig, **overrides) -> TrainingArgumen
         eval_strategy="epoch" if t.eval_each_epoch else "no",
         save_strategy="epoch",
         save_total_limit=t.save_total_limit,
-        report_to=["tensorboard"],
+        report_to=["tensorboard", "mlflow"] if tracking_enabled() else ["tensorboard"],
         dataloader_num_workers=t.dataloader_num_workers,
         remove_unused_columns=False,  # our collator builds exactly the model's inputs
         ddp_find_unused_parameters=False,
