@@ -15,7 +15,7 @@ export SQUAD_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test lint train recover evaluate calibrate score gate package card tune export serve dev track mlflow-ui bench bench-setup parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
+.PHONY: help setup test lint train recover evaluate calibrate score gate package card tune export serve dev track mlflow-ui analyze bench bench-setup parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
 
 help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ evaluate:  ## predictions.json + metrics.json: make evaluate [MODEL=dir] [DATA=f
 
 calibrate:  ## no-answer threshold into qa.json + abstention figures: make calibrate [MODEL=dir] [PARTS=served,v2,wrong,v1] [LIMIT=n]
 	$(PYTHON) -m train.calibrate --model $(MODEL) --backend $(BACKEND) $(if $(PARTS),--parts $(PARTS)) $(if $(LIMIT),--limit $(LIMIT))
+
+analyze:  ## error analysis (F1 by question type, context and answer length; typical errors) -> docs/analysis: make analyze [MODEL=dir] [DATA=file] [PREDICTIONS=file] [LIMIT=n]
+	$(PYTHON) -m train.analyze --model $(MODEL) --data $(DATA) --out $(if $(filter command line,$(origin OUT)),$(OUT),docs/analysis) $(if $(PREDICTIONS),--predictions $(PREDICTIONS)) $(if $(LIMIT),--limit $(LIMIT))
 
 score:  ## official v1.1 EM/F1 of any predictions file: make score DATA=file PREDICTIONS=file
 	$(PYTHON) -m train.score --data $(DATA) --predictions $(PREDICTIONS)
