@@ -227,11 +227,11 @@ def plot(report: dict, path: Path) -> None:
               ("answer words", report["by_answer_length"])]
     figure, axes = plt.subplots(1, 3, figsize=(14, 4), sharey=True)
     for axis, (title, rows) in zip(axes, panels):
-        labels = [f"{name.split(' ')[0] if title != 'question type' else name}\n(n={n})" for name, n, _, _ in rows]
+        labels = [f"{name if title == 'question type' else name.rsplit(' ', 1)[0]}\n{n}" for name, n, _, _ in rows]
         axis.bar(range(len(rows)), [f1 for *_, f1 in rows], color="#4c72b0")
         axis.axhline(report["f1"], color="#c44e52", linestyle="--", linewidth=1, label=f"all: {report['f1']:.1f}")
         axis.set_xticks(range(len(rows)), labels, fontsize=8)
-        axis.set_title(f"F1 by {title}")
+        axis.set_title(f"F1 by {title} (questions below)")
         axis.set_ylim(0, 100)
         axis.legend(loc="lower right", fontsize=8)
     axes[0].set_ylabel("F1")
