@@ -27,13 +27,14 @@ from qa.model_dir import (  # noqa: E402
     ONNX_FP32_FILE,
     ONNX_INT8_FILE,
     TOKENIZER_FILE,
+    TRACKING_RUN_FILE,
     WEIGHTS_FILE,
 )
 
 TORCH_WEIGHTS = (WEIGHTS_FILE, LEGACY_WEIGHTS_FILE)
 # Directories and files written by training that serving never reads.
 TRAINING_LEFTOVERS = ("checkpoint-*", "runs", "optimizer.pt", "scheduler.pt", "rng_state*.pth",
-                      "training_args.bin", "trainer_state.json", ".export-*")
+                      "training_args.bin", "trainer_state.json", ".export-*", TRACKING_RUN_FILE)
 REQUIRED = (CONFIG_FILE, TOKENIZER_FILE)
 ONNX_GRAPHS = {
     "int8": (ONNX_INT8_FILE,),

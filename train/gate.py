@@ -149,12 +149,15 @@ def promote(model_dir: str | Path, config_file: str | None, result: GateResult) 
     try:
         entry = register_verdict(model_dir, model_config(model_dir, config_file), str(result.metrics.get("backend")),
                                  result.passed, failures)
-    except TrackingError as exc:
-        raise TrackingError(store_uri(), f"the verdict is in {GATE_RECORD}, but the registry was not updated: "
-                                         f"{exc}") from None
+    except (TrackingError, OSError) as exc:  # the verdict and its exit code stand; the registry is behind
+        print(f"warning: the registry was not updated: {exc}", file=sys.stderr)
+        return
     if entry:
-        moved = f"; alias {entry['alias']!r} now points to it" if entry["alias"] else "; no alias moved"
-        print(f"registry: {entry['name']} version {entry['version']} in {store_uri()}{moved}")
+        if entry["alias"]:
+            alias = f"; alias {entry['alias']!r} now points to it"
+        else:
+            alias = "; its alias was removed" if entry["alias_removed"] else "; no alias moved"
+        print(f"registry: {entry['name']} version {entry['version']} in {store_uri()}{alias}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

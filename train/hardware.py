@@ -22,7 +22,7 @@ def cpu_description() -> str:
     model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
     flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
     int8_flags = " ".join(f for f in INT8_CPU_FLAGS if f in flags)
-    return f"{model or platform.machine()}, {usable_cores()} cores; {int8_flags}"
+    return f"{model or platform.machine()}, {usable_cores()} cores" + (f"; {int8_flags}" if int8_flags else "")
 
 
 def training_hardware() -> str:

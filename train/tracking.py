@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from qa.backends import ONNX_INT8
 from qa.files import file_sha256, write_json
 from qa.model_dir import (
     CALIBRATION_FILE,
@@ -153,14 +154,18 @@ def training_run(config: ExperimentConfig, out: Path, resume: bool, tags: Mappin
     except Exception as exc:
         raise TrackingError(uri, f"cannot start the run ({type(exc).__name__}: {exc})") from None
     run_id = run.info.run_id
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / TRACKING_RUN_FILE, {"tracking_uri": uri, "experiment": config.tracking.experiment,
-                                         "run_id": run_id})
-    if new_run:
-        mlflow.log_params(flat_params(config))
-    if Path(config.source).is_file():  # each session's config (a resume may change the epochs)
-        mlflow.log_artifact(config.source, artifact_path="config")
-    mlflow.set_tags(dict(tags or {}))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / TRACKING_RUN_FILE, {"tracking_uri": uri, "experiment": config.tracking.experiment,
+                                             "run_id": run_id})
+        if new_run:
+            mlflow.log_params(flat_params(config))
+        if Path(config.source).is_file():  # each session's config (a resume may change the epochs)
+            mlflow.log_artifact(config.source, artifact_path="config")
+        mlflow.set_tags(dict(tags or {}))
+    except Exception as exc:
+        mlflow.end_run("FAILED")
+        raise TrackingError(uri, f"cannot record run {run_id} ({type(exc).__name__}: {exc})") from None
     logger.info("MLflow run %s in %s (make mlflow-ui to browse it)", run_id, uri)
     # A resumed run keeps its first session's parameters: MLflow refuses to change one, so the
     # Trainer's MLflowCallback is told to log none (its MLFLOW_MAX_LOG_PARAMS).
@@ -184,15 +189,25 @@ def training_run(config: ExperimentConfig, out: Path, resume: bool, tags: Mappin
 
 def log_result(model_dir: Path, metrics: Mapping[str, Any]) -> None:
     """Into the active run: final EM/F1, the training figures, the directory's small files and a
-    reference to its weights."""
+    reference to its weights. A store error is a TrackingError that says the directory is complete."""
     import mlflow
 
+    try:
+        _log_result(mlflow, model_dir, metrics)
+    except Exception as exc:  # the store's own errors differ by kind (sqlalchemy, HTTP, OS)
+        raise TrackingError(mlflow.get_tracking_uri(), f"the model directory {model_dir} is complete, but its "
+                                                       f"figures were not logged ({type(exc).__name__}: {exc}); "
+                                                       f"log them with make track MODEL={model_dir}") from None
+
+
+def _log_result(mlflow, model_dir: Path, metrics: Mapping[str, Any]) -> None:
     training = metrics.get("training", {})
     figures = {key: metrics[key] for key in ("exact_match", "f1", "questions") if key in metrics}
     figures |= {f"training.{key}": training[key] for key in ("global_step", "epochs_done", "train_hours",
                                                              "train_samples_per_second", "train_windows",
                                                              "unanswerable_windows") if key in training}
-    mlflow.log_metrics({k: float(v) for k, v in figures.items() if isinstance(v, (int, float))})
+    step = int(training.get("global_step", 0) or 0)  # each session's figures at the step they describe
+    mlflow.log_metrics({k: float(v) for k, v in figures.items() if isinstance(v, (int, float))}, step=step)
     tags = {"model_dir": str(model_dir.resolve()), "eval.backend": str(metrics.get("backend")),
             "eval.data_sha256": str(metrics.get("data_sha256")),
             "training.complete": str(training.get("complete")).lower()}
@@ -218,6 +233,10 @@ def log_model_dir(model_dir: str | Path) -> str:
     mlflow = _connect(uri)
     from mlflow.entities import Metric
 
+    existing = saved_run(model_dir, uri)
+    if existing and _run_exists(existing):
+        return existing  # logged before: a second run would duplicate its record
+
     with mlflow.start_run(experiment_id=_experiment_id(mlflow, config.tracking.experiment, uri),
                           run_name=model_dir.name) as run:
         mlflow.log_params(flat_params(config))
@@ -234,10 +253,23 @@ def log_model_dir(model_dir: str | Path) -> str:
     return run.info.run_id
 
 
+def _run_exists(run_id: str) -> bool:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
 def register_verdict(model_dir: str | Path, config: ExperimentConfig, backend: str, passed: bool,
                      failures: Sequence[str]) -> dict | None:
     """Registers DIR as a version of the config's registered model (the same weights and directory
-    reuse their version), tags it with the verdict, and on a pass moves the alias to it."""
+    reuse their version) and tags it with the verdict. A pass moves the alias to it unless another
+    backend's verdict on it is a refusal (int8 excepted: the service falls back to fp32); a refusal
+    takes the alias off it."""
     if not tracking_enabled():
         return None
     from mlflow import MlflowClient
@@ -265,16 +297,27 @@ def register_verdict(model_dir: str | Path, config: ExperimentConfig, backend: s
         client.set_model_version_tag(name, version, f"gate.{backend}", "passed" if passed else "refused")
         client.set_model_version_tag(name, version, f"gate.{backend}.reason",
                                      "meets every threshold" if passed else "; ".join(failures))
-        if passed:
-            client.set_registered_model_alias(name, config.tracking.alias, version)
+        alias = config.tracking.alias
+        verdicts = {k.removeprefix("gate."): v for k, v in client.get_model_version(name, version).tags.items()
+                    if k.startswith("gate.") and not k.endswith(".reason")}
+        # An int8 refusal is the designed fallback (the service then runs fp32); any other refusal
+        # means the version must not serve.
+        blocked = sorted(b for b, verdict in verdicts.items() if verdict == "refused" and b != ONNX_INT8)
+        holder = client.get_registered_model(name).aliases.get(alias)
+        moved = passed and not blocked
+        if moved:
+            client.set_registered_model_alias(name, alias, version)
+        elif blocked and str(holder) == str(version):
+            client.delete_registered_model_alias(name, alias)
     except MlflowException as exc:
-        raise TrackingError(uri, f"cannot record the gate's verdict for {name} ({exc})") from None
-    return {"name": name, "version": int(version), "alias": config.tracking.alias if passed else None}
+        raise TrackingError(uri, f"cannot record the gate's verdict for {name} ({exc.message})") from None
+    return {"name": name, "version": int(version), "alias": alias if moved else None,
+            "alias_removed": bool(blocked and str(holder) == str(version))}
 
 
-def resolve(model_uri: str, download_to: Path = Path("outputs/registry")) -> Path:
-    """The local directory of `models:/NAME@ALIAS` or `models:/NAME/VERSION` (downloaded when its
-    source is not a directory on this machine)."""
+def resolve(model_uri: str) -> Path:
+    """The directory of `models:/NAME@ALIAS` or `models:/NAME/VERSION`, refused when its weights are
+    not the ones that were gated (a later training into the same directory)."""
     match = _MODEL_URI.fullmatch(model_uri)
     if not match:
         raise ValueError(f"{model_uri!r} is not a registry URI; use models:/NAME@ALIAS or models:/NAME/VERSION")
@@ -291,12 +334,16 @@ def resolve(model_uri: str, download_to: Path = Path("outputs/registry")) -> Pat
             version = client.get_model_version(match["name"], match["version"])
     except MlflowException as exc:
         raise TrackingError(uri, f"has no {model_uri} ({exc.message})") from None
-    if Path(version.source).is_dir():
-        return Path(version.source)
-    import mlflow
-
-    target = download_to / f"{match['name']}-v{version.version}"
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(target)))
+    source = Path(version.source)
+    if not source.is_dir():
+        raise TrackingError(uri, f"{model_uri} is version {version.version}, whose directory {source} is not on "
+                                 "this machine")
+    gated = version.tags.get("weights_sha256")
+    if gated and (source / WEIGHTS_FILE).is_file() and file_sha256(source / WEIGHTS_FILE,
+                                                                   decompress_gzip=False) != gated:
+        raise TrackingError(uri, f"{model_uri} is version {version.version}, but the weights in {source} changed "
+                                 "since it was gated; run make gate on it again")
+    return source
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -318,7 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(store_uri())
 
-    return run_stage(stage, (TrackingError, ConfigError, OSError, ValueError, KeyError))
+    from mlflow.exceptions import MlflowException
+
+    return run_stage(stage, (TrackingError, ConfigError, OSError, ValueError, KeyError, MlflowException))
 
 
 if __name__ == "__main__":

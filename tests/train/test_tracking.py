@@ -58,10 +58,11 @@ def store(tmp_path_factory, fixtures_dir):
     first = client.get_run(json.loads((out / "mlflow_run.json").read_text())["run_id"])
     first_curve = [m.step for m in client.get_metric_history(first.info.run_id, "loss")]
     longer = write_config(root / "b.yaml", base, out, fixtures_dir, 4)
-    ok(run_module(env, "train.train", "--config", str(longer), "--resume"))
+    resumed = ok(run_module(env, "train.train", "--config", str(longer), "--resume"))
     second = client.get_run(json.loads((out / "mlflow_run.json").read_text())["run_id"])
     return {"root": root, "uri": uri, "env": env, "base": base, "out": out, "client": client,
-            "config": longer, "first": first, "first_curve": first_curve, "second": second}
+            "config": longer, "first": first, "first_curve": first_curve, "second": second,
+            "resume_stderr": resumed.stderr}
 
 
 def test_a_training_run_is_logged_with_its_parameters_curve_and_final_f1(store):
@@ -87,6 +88,8 @@ def test_a_resume_continues_the_same_run(store):
     assert second.data.metrics["f1"] == pytest.approx(metrics["f1"])
     assert second.data.metrics["training.global_step"] == 2 * FIRST_STEPS
     assert second.data.params["training.num_train_epochs"] == "2.0"  # parameters are the first session's
+    # MLflow refuses a changed parameter in its background logger, which only logs the error.
+    assert "Failed to log run data" not in store["resume_stderr"]
 
 
 def test_a_passing_gate_moves_the_alias_and_a_refused_one_does_not(store, tmp_path, fixtures_dir):
@@ -112,6 +115,14 @@ def test_a_passing_gate_moves_the_alias_and_a_refused_one_does_not(store, tmp_pa
     assert f"version {champion.version} " in again.stdout  # the same weights keep their version
     assert len(client.search_model_versions(f"name = '{NAME}'")) == len(versions)
 
+    # The champion refused (its own thresholds raised) loses the alias; passing again brings it back.
+    strict_champion = write_config(tmp_path / "strict2.yaml", store["base"], store["out"], fixtures_dir, 1, f1=100.0)
+    demoted = run_module(store["env"], "train.gate", "--model", str(store["out"]), "--config", str(strict_champion))
+    assert demoted.returncode == 1 and "its alias was removed" in demoted.stdout, demoted.stdout + demoted.stderr
+    assert "champion" not in client.get_registered_model(NAME).aliases
+    ok(run_module(store["env"], "train.gate", "--model", str(store["out"]), "--config", str(store["config"])))
+    assert client.get_model_version_by_alias(NAME, "champion").version == champion.version
+
 
 def test_the_champion_resolves_to_its_directory_and_an_unknown_alias_is_named(store):
     ok(run_module(store["env"], "train.gate", "--model", str(store["out"]), "--config", str(store["config"])))
@@ -122,6 +133,20 @@ def test_the_champion_resolves_to_its_directory_and_an_unknown_alias_is_named(st
     assert f"models:/{NAME}@nobody" in missing.stderr and store["uri"] in missing.stderr
     bad = run_module(store["env"], "train.tracking", "resolve", "outputs/some-dir")
     assert bad.returncode == 2 and "not a registry URI" in bad.stderr
+
+
+def test_the_champion_is_refused_once_its_weights_change(store, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(store["out"], copy, ignore=shutil.ignore_patterns("checkpoint-*"))
+    ok(run_module(store["env"], "train.gate", "--model", str(copy), "--config", str(store["config"])))
+    assert Path(ok(run_module(store["env"], "train.tracking", "resolve", f"models:/{NAME}@champion")).stdout.strip()) \
+        == copy.resolve()
+    with (copy / "model.safetensors").open("ab") as weights:  # a later training into the same directory
+        weights.write(b"\0")
+    changed = run_module(store["env"], "train.tracking", "resolve", f"models:/{NAME}@champion")
+    assert changed.returncode == 2 and "changed since it was gated" in changed.stderr
 
 
 def test_a_store_that_cannot_be_written_stops_training_before_it_starts(store, tmp_path, fixtures_dir):
@@ -135,3 +160,8 @@ def test_a_store_that_cannot_be_written_stops_training_before_it_starts(store, t
     assert uri in result.stderr and "cannot be reached or written" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list(out.glob("checkpoint-*"))  # nothing trained without its record
+
+    gated = run_module({**store["env"], "MLFLOW_TRACKING_URI": uri}, "train.gate", "--model", str(store["out"]),
+                       "--config", str(store["config"]))
+    assert gated.returncode == 0, gated.stdout + gated.stderr  # the gate's verdict stands
+    assert "warning: the registry was not updated" in gated.stderr and uri in gated.stderr
