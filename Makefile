@@ -89,8 +89,9 @@ serve:  ## gunicorn on http://127.0.0.1:PORT: make serve [MODEL=dir|models:/NAME
 	@$(MODEL_DIR_OF); echo "serving $$dir"; \
 	QA_MODEL_DIR="$$dir" QA_BACKEND=$(BACKEND) PORT=$(PORT) exec $(PYTHON) -m gunicorn -c serve/gunicorn.conf.py serve.wsgi:app
 
-dev:  ## Flask development server with debugger and reloader, never in production: make dev [MODEL=dir] [BACKEND=] [PORT=n]
-	QA_MODEL_DIR=$(MODEL) QA_BACKEND=$(BACKEND) FLASK_DEBUG=1 $(PYTHON) -m flask --app serve.wsgi:app run --port $(PORT)
+dev:  ## Flask development server with debugger and reloader, never in production: make dev [MODEL=dir|models:/NAME@champion] [BACKEND=] [PORT=n]
+	@$(MODEL_DIR_OF); echo "serving $$dir"; \
+	QA_MODEL_DIR="$$dir" QA_BACKEND=$(BACKEND) FLASK_DEBUG=1 exec $(PYTHON) -m flask --app serve.wsgi:app run --port $(PORT)
 
 track:  ## log a model directory trained without tracking as a finished MLflow run: make track [MODEL=dir]
 	$(PYTHON) -m train.tracking log $(MODEL)

@@ -248,6 +248,14 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, predictions_fi
         examples = examples[:limit]
     if predictions_file:
         predictions = json.loads(Path(predictions_file).read_text(encoding="utf-8"))
+        if not isinstance(predictions, dict):
+            raise ValueError(f"{predictions_file}: must be a JSON object of question id -> answer text")
+        missing = sum(1 for e in examples if e.id not in predictions)
+        if missing == len(examples):
+            raise ValueError(f"{predictions_file}: no prediction for any of the {len(examples)} questions of {data}")
+        if missing:
+            print(f"warning: {missing} of {len(examples)} questions have no prediction in {predictions_file}; "
+                  "they count as unanswered (F1 0)", file=sys.stderr)
         source = f"`{predictions_file}` on `{data}`"
     else:
         from qa.engine import QAEngine

@@ -101,6 +101,13 @@ def _connect(uri: str):
     return mlflow
 
 
+def check_store() -> None:
+    """Fails fast (TrackingError) when tracking is on and its store cannot be reached or written:
+    called before data loading, so a bad store costs seconds, not the minutes of building features."""
+    if tracking_enabled():
+        _connect(store_uri())
+
+
 def _experiment_id(mlflow, name: str, uri: str) -> str:
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:

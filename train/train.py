@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,7 @@ from train.config import ConfigError, ExperimentConfig, load_config
 from train.data import SquadFormatError, load_split, pair_unanswerable, split_heldout_articles
 from train.hardware import training_hardware
 from train.model_source import ModelSourceError
-from train.tracking import TrackingError, log_result, tracking_enabled, training_run
+from train.tracking import TrackingError, check_store, log_result, tracking_enabled, training_run
 
 logger = logging.getLogger("train")
 
@@ -181,6 +182,8 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
     set_seed(config.training.seed)
     out = Path(config.training.output_dir)
     max_minutes = max_minutes or config.training.max_train_minutes
+    if int(os.environ.get("RANK", "0")) == 0:  # the process that will own the MLflow run
+        check_store()
     tokenizer, windower, model = load_base(config)
     data = load_data(config)
     trainer, stats = build_trainer(config, model=model, tokenizer=tokenizer, windower=windower,

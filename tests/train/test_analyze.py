@@ -58,3 +58,9 @@ def test_a_run_on_the_fixture_writes_tables_that_add_up(tiny_bert_dir, fixtures_
     text = (tmp_path / "out" / "error_analysis.md").read_text()
     assert "## F1 by question type" in text and "| zzz |" in text
     assert (tmp_path / "out" / "error_analysis.png").stat().st_size > 10_000
+
+
+def test_a_predictions_file_for_other_questions_is_refused(tiny_bert_dir, fixtures_dir, tmp_path):
+    (tmp_path / "predictions.json").write_text(json.dumps({"not-a-fixture-id": "1874"}))
+    with pytest.raises(ValueError, match="no prediction for any of the"):
+        run(tiny_bert_dir, fixtures_dir / "tiny_squad.json", tmp_path / "out", tmp_path / "predictions.json")
