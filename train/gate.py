@@ -78,7 +78,7 @@ class GateResult:
     passed: bool
     checks: list[Check]
     metrics: dict
-    config_source: str
+    config: ExperimentConfig  # the config whose thresholds judged (train.config.model_config)
 
     def record(self) -> dict:
         """The gate.json entry for this verdict."""
@@ -88,7 +88,7 @@ class GateResult:
             "questions": self.metrics.get("questions"),
             "checks": [{"metric": c.metric, "threshold": c.threshold, "measured": c.measured, "passed": c.passed}
                        for c in self.checks],
-            "config": self.config_source,
+            "config": self.config.source,
             "cpu": cpu_description(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -128,7 +128,7 @@ def gate_model(
         same_questions(metrics, reference, reference_metrics)
         reference_f1 = float(reference["f1"])
     checks = checks_for(config, metrics, reference_f1)
-    return GateResult(all(c.passed for c in checks), checks, metrics, config.source)
+    return GateResult(all(c.passed for c in checks), checks, metrics, config)
 
 
 def record_gate(model_dir: str | Path, result: GateResult) -> None:
@@ -142,13 +142,13 @@ def record_gate(model_dir: str | Path, result: GateResult) -> None:
     write_gate_record(model_dir, str(record["backend"]), record)
 
 
-def promote(model_dir: str | Path, config_file: str | None, result: GateResult) -> None:
+def promote(model_dir: str | Path, result: GateResult) -> None:
     """The verdict into the MLflow registry: a version tagged with it, the alias moved on a pass."""
     failures = [f"{c.metric} {c.measured:.2f} {'<' if c.higher_is_better else '>'} {c.threshold:.2f}"
                 for c in result.checks if not c.passed]
     try:
-        entry = register_verdict(model_dir, model_config(model_dir, config_file), str(result.metrics.get("backend")),
-                                 result.passed, failures)
+        entry = register_verdict(model_dir, result.config, str(result.metrics.get("backend")), result.passed,
+                                 failures)
     except (TrackingError, OSError) as exc:  # the verdict and its exit code stand; the registry is behind
         print(f"warning: the registry was not updated: {exc}", file=sys.stderr)
         return
@@ -176,14 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = gate_model(args.model, args.data, args.metrics, args.config, args.backend, args.limit,
                             args.reference_metrics)
         print(f"gate for {args.model} ({result.metrics.get('backend', '?')}, "
-              f"{result.metrics.get('questions', '?')} questions, thresholds from {result.config_source})")
+              f"{result.metrics.get('questions', '?')} questions, thresholds from {result.config.source})")
         print(format_table(result.checks))
         print("PASSED" if result.passed else "REFUSED: the model does not meet its thresholds")
         try:
             record_gate(args.model, result)
         except OSError as exc:
             print(f"warning: could not record the result in {Path(args.model) / GATE_RECORD}: {exc}", file=sys.stderr)
-        promote(args.model, args.config, result)
+        promote(args.model, result)
         return EXIT_OK if result.passed else EXIT_REFUSED
 
     return run_stage(stage, (ConfigError, ModelLoadError, SquadFormatError, OSError, ValueError, KeyError, TypeError,

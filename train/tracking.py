@@ -60,7 +60,6 @@ RUN_ARTIFACTS = (METRICS_FILE, INFERENCE_PARAMS_FILE, CONFIG_FILE, TRAIN_CONFIG_
                  TRAINING_CURVE_FILE, SESSIONS_FILE, HELDOUT_FILE, CALIBRATION_FILE, GATE_RECORD, CARD_FILE)
 _TRUE = {"1", "TRUE", "YES", "ON"}
 _MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))")
-_MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value
 
 
 class TrackingError(RuntimeError):
@@ -76,11 +75,15 @@ def store_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_STORE.resolve()}"
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 def _artifact_location(uri: str) -> str | None:
     """Artifacts of a local sqlite store go beside it (MLflow's own default is ./mlruns of the cwd)."""
-    if not uri.startswith("sqlite:///"):
+    database = _sqlite_file(uri)
+    if database is None:
         return None
-    database = Path(uri.removeprefix("sqlite:///"))
     artifacts = DEFAULT_ARTIFACTS if database == DEFAULT_STORE.resolve() else database.parent / "mlartifacts"
     return artifacts.resolve().as_uri()
 
@@ -91,8 +94,9 @@ def _connect(uri: str):
 
     mlflow.set_tracking_uri(uri)
     try:
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        database = _sqlite_file(uri)
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
         mlflow.search_experiments(max_results=1)
     except Exception as exc:  # the store's own errors differ by kind (sqlalchemy, HTTP, OS)
         raise TrackingError(uri, f"cannot be reached or written ({type(exc).__name__}: {exc}). Point "
@@ -121,7 +125,9 @@ def flat_params(config: ExperimentConfig) -> dict[str, str]:
     for section, values in config.to_dict().items():
         for key, value in values.items():
             params[f"{section}.{key}"] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    return {k: v[:_MAX_PARAM_LENGTH] for k, v in params.items()}
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+    return {k: v[:MAX_PARAM_VAL_LENGTH] for k, v in params.items()}
 
 
 def saved_run(model_dir: Path, uri: str) -> str | None:
@@ -133,6 +139,11 @@ def saved_run(model_dir: Path, uri: str) -> str | None:
     if not isinstance(saved, dict) or saved.get("tracking_uri") != uri:
         return None
     return saved.get("run_id")
+
+
+def save_run(model_dir: Path, uri: str, experiment: str, run_id: str) -> None:
+    """DIR/mlflow_run.json: the run that trained (or logged) the directory, read back by `saved_run`."""
+    write_json(model_dir / TRACKING_RUN_FILE, {"tracking_uri": uri, "experiment": experiment, "run_id": run_id})
 
 
 @contextmanager
@@ -163,8 +174,7 @@ def training_run(config: ExperimentConfig, out: Path, resume: bool, tags: Mappin
     run_id = run.info.run_id
     try:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / TRACKING_RUN_FILE, {"tracking_uri": uri, "experiment": config.tracking.experiment,
-                                             "run_id": run_id})
+        save_run(out, uri, config.tracking.experiment, run_id)
         if new_run:
             mlflow.log_params(flat_params(config))
         if Path(config.source).is_file():  # each session's config (a resume may change the epochs)
@@ -255,8 +265,7 @@ def log_model_dir(model_dir: str | Path) -> str:
             mlflow.MlflowClient().log_batch(run.info.run_id, metrics=curve[start:start + 1000])
         mlflow.set_tag("logged_from", "the directory's files after training (python -m train.tracking log)")
         log_result(model_dir, metrics)
-    write_json(model_dir / TRACKING_RUN_FILE, {"tracking_uri": uri, "experiment": config.tracking.experiment,
-                                               "run_id": run.info.run_id})
+    save_run(model_dir, uri, config.tracking.experiment, run.info.run_id)
     return run.info.run_id
 
 
