@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= .venv/bin/python
 SQUAD_DIR ?= ../shared/data/squad
 DEV_DATA ?= $(SQUAD_DIR)/dev-v1.1.json.gz
+TRAIN_DATA ?= $(SQUAD_DIR)/train-v1.1-reconstructed.json.gz
 SHIPPED := models/minilm-l6-squad
 MODEL ?= $(SHIPPED)
 CONFIG ?= configs/smoke.yaml
@@ -15,7 +16,7 @@ export SQUAD_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test lint train recover evaluate calibrate score gate package card tune export serve dev track mlflow-ui analyze bench bench-setup parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
+.PHONY: help setup test lint train recover evaluate calibrate score gate package card tune export export-openvino serve dev track mlflow-ui analyze bench bench-setup parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
 
 help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,6 +35,9 @@ setup:  ## create .venv with pinned dependencies and the MiniLM base model
 	# the int8 graph matches the sha256 its committed gate record names and `make serve` uses it.
 	@if [ -f $(SHIPPED)/config.json ] && [ ! -f $(SHIPPED)/onnx/model.int8.onnx ]; then \
 		$(PYTHON) -m train.export --model $(SHIPPED); fi
+	# So is its static-int8 OpenVINO graph, calibrated on train windows (skipped without the data).
+	@if [ -f $(SHIPPED)/config.json ] && [ ! -f $(SHIPPED)/openvino/model.int8.xml ] && [ -f $(TRAIN_DATA) ]; then \
+		$(PYTHON) -m train.export_openvino --model $(SHIPPED) --calibration-data $(TRAIN_DATA); fi
 
 test:  ## run the whole test suite (offline)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
@@ -81,6 +85,9 @@ tune:  ## Optuna search on a subset: make tune [CONFIG=file]
 
 export:  ## ONNX graphs next to the weights (optimised fp32 + int8): make export [MODEL=dir]
 	$(PYTHON) -m train.export --model $(MODEL)
+
+export-openvino:  ## static-int8 OpenVINO graph, calibrated on train windows: make export-openvino [MODEL=dir] [TRAIN_DATA=file]
+	$(PYTHON) -m train.export_openvino --model $(MODEL) --calibration-data $(TRAIN_DATA)
 
 # MODEL=models:/NAME@ALIAS (a registry version) is resolved to its directory here; the server never imports MLflow.
 MODEL_DIR_OF = dir='$(MODEL)'; case "$$dir" in models:/*) dir=$$($(PYTHON) -m train.tracking resolve "$$dir") || exit 2;; esac

@@ -1,15 +1,19 @@
-"""Side-by-side benchmark: the QA service against the plain transformers QA pipeline.
+"""Side-by-side benchmark: the QA service against the transformers QA pipeline and Optimum's int8 model.
 
     python -m bench.run --model DIR [--n 1000] [--backend auto] [--data dev-v1.1.json.gz]
 
-Both run in this one invocation, one after the other, on the same machine and the same fp32
-weights, each as a real gunicorn server on a free loopback port with the same workers and
-threads (the baseline app is bench/baseline_wsgi.py, in its own virtualenv because transformers
-5 dropped the QA pipeline). Each gets the same N SQuAD dev questions (a seeded sample) at
-concurrency 1 and then 8, over keep-alive HTTP connections. Writes bench/results.json and
-bench/results.png: exact match and F1 (official v1.1 metric, answers from the concurrency-1
-pass), peak RSS of the server's processes, cold start (spawn to /readyz 200), throughput and
-latency percentiles, and a profile of where a service request's time goes.
+All run in this one invocation, one after the other, on the same machine and the same fp32
+weights, each as a real gunicorn server on a free loopback port: the service, the baseline
+(transformers.pipeline on torch fp32) and the strongest peer (the same pipeline on Optimum's
+ORTModelForQuestionAnswering, int8 from Optimum's own quantiser). The peers' app is
+bench/baseline_wsgi.py, in its own virtualenv because transformers 5 dropped the QA pipeline.
+Each gets the same N SQuAD dev questions (a seeded sample) at concurrency 1 and then 8, over
+keep-alive HTTP connections. Then the engine alone: one process per core answering the same
+questions with no HTTP, the ceiling the service's concurrency-8 throughput is compared with.
+Writes bench/results.json and bench/results.png: exact match and F1 (official v1.1 metric,
+answers from the concurrency-1 pass), peak RSS of the server's processes, cold start (spawn to
+/readyz 200), throughput and latency percentiles, a profile of where a service request's time
+goes, and the issue's targets with the measured figure beside each.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import random
 import signal
@@ -40,6 +45,7 @@ LOG_DIR = BENCH_DIR / "results"  # server logs (git-ignored)
 BASELINE_PYTHON = REPO_ROOT / ".venv-baseline" / "bin" / "python"
 SERVICE_APP = "serve.wsgi:app"
 BASELINE_APP = "bench.baseline_wsgi:app"
+OPTIMUM_EXPORT = BENCH_DIR / "optimum_export.py"
 ANSWER_PATH = "/v1/answer"
 READY_PATH = "/readyz"
 CONCURRENCY = (1, 8)
@@ -391,6 +397,94 @@ def service_gunicorn_settings(model_dir: Path, workers: int | None, threads: int
     return int(workers or conf_workers), int(threads or conf_threads)
 
 
+# --- the engine alone -------------------------------------------------------------------------
+
+
+def _engine_worker(model_dir, backend, threads, examples, ready, go, results) -> None:
+    from qa.engine import QAEngine
+
+    engine = QAEngine.from_model_dir(model_dir, backend=backend, threads=threads)
+    for ex in examples[:WARMUP_REQUESTS]:
+        engine.answer(ex.question, ex.context)
+    ready.put(True)
+    go.wait()
+    for ex in examples:
+        engine.answer(ex.question, ex.context)
+    results.put(time.monotonic())
+
+
+def engine_limit(model_dir: Path, backend: str, examples: Sequence[Example], processes: int) -> dict:
+    """Answers/s of the engine alone: `processes` processes (one per core, 1 thread each) share the
+    questions and answer them one at a time, as the service does, with no HTTP in between."""
+    context = multiprocessing.get_context("spawn")
+    ready, results, go = context.Queue(), context.Queue(), context.Event()
+    shares = [list(examples[i::processes]) for i in range(processes)]
+    workers = [
+        context.Process(target=_engine_worker, args=(str(model_dir), backend, 1, share, ready, go, results))
+        for share in shares
+    ]
+    for w in workers:
+        w.start()
+    for _ in workers:
+        ready.get(timeout=READY_TIMEOUT_S)
+    began = time.monotonic()
+    go.set()
+    finished = [results.get(timeout=3600) for _ in workers]
+    for w in workers:
+        w.join()
+    wall = max(finished) - began
+    return {
+        "processes": processes,
+        "threads_per_process": 1,
+        "requests": len(examples),
+        "throughput_rps": round(len(examples) / wall, 2),
+        "wall_s": round(wall, 2),
+        "method": "QAEngine.answer per question, one process per core, no HTTP",
+    }
+
+
+def full_dev_f1(model_dir: Path, backend: str) -> dict:
+    """The served backend's full-dev F1 (its gate's evaluation) against fp32's, from the model directory."""
+    from qa.model_dir import METRICS_FILE, eval_metrics_file, read_gate_records
+
+    def f1_of(name: str) -> float | None:
+        try:
+            return float(json.loads((model_dir / name).read_text(encoding="utf-8"))["f1"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    record = read_gate_records(model_dir).get(backend, {})
+    served = f1_of(eval_metrics_file(backend))
+    fp32 = f1_of(METRICS_FILE)
+    return {
+        "backend": backend,
+        "f1": served,
+        "fp32_f1": fp32,
+        "f1_drop_vs_fp32": round(fp32 - served, 2) if served is not None and fp32 is not None else None,
+        "questions": record.get("questions"),
+        "measured_on": record.get("cpu"),
+    }
+
+
+def targets(results: dict) -> list[dict]:
+    """The fast-int8 issue's targets, each with the figure this run measured (None: not measured)."""
+    ratios, service = results.get("ratios", {}), results["service"]
+    drop = results.get("full_dev", {}).get("f1_drop_vs_fp32")
+    rows = [
+        ("c8 throughput vs transformers pipeline", ">=", 3.0, ratios.get("throughput_c8_vs_baseline")),
+        ("c8 throughput vs Optimum ORT int8", ">=", 1.5, ratios.get("throughput_c8_vs_optimum")),
+        ("service c8 throughput vs engine limit", ">=", 0.85, ratios.get("service_c8_vs_engine_limit")),
+        ("c1 p50 ms, median-length dev context", "<=", 10.0, service["median_context_single_request"]["p50_ms"]),
+        ("F1 drop of the served backend vs fp32 (full dev)", "<=", 0.5, drop),
+        ("cold start to ready, s", "<=", 2.0, service["cold_start_s"]),
+    ]
+    return [
+        {"figure": name, "target": f"{op} {goal}", "measured": value,
+         "met": None if value is None else (value >= goal if op == ">=" else value <= goal)}
+        for name, op, goal, value in rows
+    ]
+
+
 # --- plot -------------------------------------------------------------------------------------
 
 
@@ -412,14 +506,19 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sides = [("service", "#1f77b4"), ("baseline", "#ff7f0e")]
+    sides = [(side, colour) for side, colour in (("service", "#1f77b4"), ("baseline", "#ff7f0e"),
+                                                   ("optimum", "#2ca02c")) if side in results]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     ax = axes[0]
-    for offset, (side, colour) in zip((-0.2, 0.2), sides, strict=True):
+    bar = 0.8 / len(sides)
+    for si, (side, colour) in enumerate(sides):
+        offset = (si - (len(sides) - 1) / 2) * bar
         values = [results[side][f"concurrency_{c}"]["throughput_rps"] for c in CONCURRENCY]
-        ax.bar([i + offset for i in range(len(CONCURRENCY))], values, 0.4, label=side, color=colour)
+        ax.bar([i + offset for i in range(len(CONCURRENCY))], values, bar, label=side, color=colour)
         for i, v in enumerate(values):
             ax.annotate(f"{v:.0f}", (i + offset, v), ha="center", va="bottom", fontsize=8)
+    if "engine_limit" in results:
+        ax.axhline(results["engine_limit"]["throughput_rps"], color="#7f7f7f", linestyle="--", label="engine limit")
     ax.set_xticks(range(len(CONCURRENCY)), [f"concurrency {c}" for c in CONCURRENCY])
     ax.set_ylabel("requests / s")
     ax.set_title("Throughput")
@@ -431,7 +530,7 @@ def plot(results: dict, path: Path) -> None:
     for ci, c in enumerate(CONCURRENCY):
         for si, (side, colour) in enumerate(sides):
             summary = results[side][f"concurrency_{c}"]
-            x = ci * 2 + si
+            x = ci * (len(sides) + 0.5) + si
             labels.append((x, f"{side}\nc={c}"))
             for pi, (p, shade) in enumerate((("p50_ms", 1.0), ("p95_ms", 0.7), ("p99_ms", 0.45))):
                 ax.bar(
@@ -453,7 +552,7 @@ def plot(results: dict, path: Path) -> None:
     else:
         _plot_profile(axes[2], results["profile"]["service"]["median_ms"])
     fig.suptitle(
-        f"{results['model']} ({results['service']['backend']}) vs transformers pipeline, "
+        f"{results['model']} ({results['service']['backend']}) vs transformers pipeline and Optimum int8, "
         f"{results['questions']} SQuAD dev questions, {results['machine']['cores']} cores"
     )
     fig.tight_layout()
@@ -479,7 +578,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=BASELINE_PYTHON,
         help="python of the virtualenv with transformers 4.x (make bench-setup)",
     )
-    parser.add_argument("--skip-baseline", action="store_true", help="measure the service only")
+    parser.add_argument("--skip-baseline", action="store_true", help="measure the service only (no peers)")
+    parser.add_argument("--skip-optimum", action="store_true", help="no Optimum int8 peer")
+    parser.add_argument("--skip-engine-limit", action="store_true", help="no in-process engine limit")
     parser.add_argument("--skip-profile", action="store_true", help="no in-process stage profile")
     parser.add_argument("--profile-n", type=int, default=None, help="questions in the profile (default: all)")
     parser.add_argument("--baseline-workers", type=int, help="gunicorn workers for the baseline (default: cores)")
@@ -502,6 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from qa.backends import cores_per_worker, resolve_backend_name, usable_cores
+    from train.hardware import cpu_description
 
     model_dir = args.model.resolve()
     if not (model_dir / "config.json").is_file():
@@ -565,22 +667,56 @@ def main(argv: Sequence[str] | None = None) -> int:
             "http": {"workers": b_workers, "threads": b_threads, "worker_class": baseline.worker_class},
             **bench_server(baseline, examples, single, args.single_repeats),
         }
-    results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-
-    if "baseline" in results:
-        s, b = results["service"], results["baseline"]
-        results["ratios"] = {
-            f"throughput_c{c}_vs_baseline": round(
-                s[f"concurrency_{c}"]["throughput_rps"] / b[f"concurrency_{c}"]["throughput_rps"], 2
+        if not args.skip_optimum:
+            optimum_dir = LOG_DIR / "optimum-int8"
+            print(f"[optimum] exporting and quantising {model_dir} with Optimum into {optimum_dir}", flush=True)
+            done = subprocess.run([str(args.baseline_python), str(OPTIMUM_EXPORT), str(model_dir), str(optimum_dir)],
+                                  cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            if done.returncode != 0:
+                raise SystemExit(f"the Optimum export failed ({done.returncode}); see its output above")
+            optimum = Server(
+                "optimum",
+                args.baseline_python,
+                BASELINE_APP,
+                {"QA_MODEL_DIR": str(optimum_dir), "QA_TOKENIZER_DIR": str(model_dir), "QA_PEER": "optimum-int8"},
+                b_workers,
+                b_threads,
             )
-            for c in CONCURRENCY
-        }
-        results["ratios"]["f1_minus_baseline"] = round(s["f1"] - b["f1"], 2)
+            results["optimum"] = {
+                "backend": "transformers.pipeline on optimum ORTModelForQuestionAnswering (Optimum dynamic int8)",
+                "http": {"workers": b_workers, "threads": b_threads, "worker_class": optimum.worker_class},
+                **bench_server(optimum, examples, single, args.single_repeats),
+            }
+    if not args.skip_engine_limit:
+        print(f"[engine] {usable_cores()} processes, no HTTP", flush=True)
+        results["engine_limit"] = engine_limit(model_dir, backend, examples, usable_cores())
+        print(f"[engine] {results['engine_limit']}", flush=True)
+    results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["machine"]["cpu"] = cpu_description()
+    results["full_dev"] = full_dev_f1(model_dir, backend)
+
+    s, ratios = results["service"], {}
+    for peer in ("baseline", "optimum"):
+        if peer in results:
+            for c in CONCURRENCY:
+                ratios[f"throughput_c{c}_vs_{peer}"] = round(
+                    s[f"concurrency_{c}"]["throughput_rps"] / results[peer][f"concurrency_{c}"]["throughput_rps"], 2
+                )
+            ratios[f"f1_minus_{peer}"] = round(s["f1"] - results[peer]["f1"], 2)
+    if "engine_limit" in results:
+        ratios["service_c8_vs_engine_limit"] = round(
+            s["concurrency_8"]["throughput_rps"] / results["engine_limit"]["throughput_rps"], 3
+        )
+    results["ratios"] = ratios
+    results["targets"] = targets(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     if "baseline" in results:
         plot(results, args.out.with_suffix(".png"))
-    print(json.dumps({k: results[k] for k in ("ratios", "profile") if k in results}, indent=2))
+    print(json.dumps({k: results[k] for k in ("ratios", "profile", "full_dev") if k in results}, indent=2))
+    for row in results["targets"]:
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[row["met"]]
+        print(f"  {row['figure']:<50} target {row['target']:<8} measured {row['measured']}  {verdict}")
     print(f"wrote {args.out}" + (f" and {args.out.with_suffix('.png')}" if "baseline" in results else ""))
     return 0
 

@@ -20,12 +20,13 @@ from pathlib import Path
 # The serving package is beside this script's parent folder (repo root, or /src in the image).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qa.backends import ONNX_FP32, ONNX_INT8, resolve_backend_name  # noqa: E402 - after the path
+from qa.backends import ONNX_FP32, ONNX_INT8, resolve_onnxruntime_backend  # noqa: E402 - after the path
 from qa.model_dir import (  # noqa: E402
     CONFIG_FILE,
     LEGACY_WEIGHTS_FILE,
     ONNX_FP32_FILE,
     ONNX_INT8_FILE,
+    OPENVINO_DIR,
     TOKENIZER_FILE,
     TRACKING_RUN_FILE,
     WEIGHTS_FILE,
@@ -34,7 +35,9 @@ from qa.model_dir import (  # noqa: E402
 TORCH_WEIGHTS = (WEIGHTS_FILE, LEGACY_WEIGHTS_FILE)
 # Directories and files written by training that serving never reads.
 TRAINING_LEFTOVERS = ("checkpoint-*", "runs", "optimizer.pt", "scheduler.pt", "rng_state*.pth",
-                      "training_args.bin", "trainer_state.json", ".export-*", TRACKING_RUN_FILE)
+                      "training_args.bin", "trainer_state.json", ".export-*", TRACKING_RUN_FILE,
+                      # The image has ONNX Runtime only: openvino would add ~95 MB (docs/serving.md).
+                      OPENVINO_DIR)
 REQUIRED = (CONFIG_FILE, TOKENIZER_FILE)
 ONNX_GRAPHS = {
     "int8": (ONNX_INT8_FILE,),
@@ -44,8 +47,8 @@ ONNX_GRAPHS = {
 
 
 def auto_graph(src: Path) -> str:
-    """The graph the server's "auto" backend would serve from SRC (int8 only once gated)."""
-    chosen = resolve_backend_name("auto", src)
+    """The graph the server's "auto" backend would serve from SRC with ONNX Runtime (int8 only once gated)."""
+    chosen = resolve_onnxruntime_backend(src)
     if chosen not in (ONNX_INT8, ONNX_FP32):
         raise SystemExit(
             f"error: {src} has no ONNX graph (auto picks {chosen!r}); run python -m train.export"

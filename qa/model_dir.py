@@ -6,6 +6,7 @@
     model.safetensors        weights (fp32 after training, fp16 once packaged)
     onnx/model.onnx          optimised fp32 graph        (python -m train.export)
     onnx/model.int8.onnx     int8 graph                  (python -m train.export)
+    openvino/model.int8.xml  static int8 graph, OpenVINO IR, with its .bin  (python -m train.export_openvino)
     gate.json                gate verdicts by backend    (python -m train.gate)
     metrics.json             EM/F1 of the full evaluation and the training record
     README.md                model card                  (python -m train.card)
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -34,6 +36,9 @@ ONNX_DIR = "onnx"
 ONNX_FP32_FILE = f"{ONNX_DIR}/model.onnx"
 ONNX_INT8_FILE = f"{ONNX_DIR}/model.int8.onnx"
 ONNX_EXPORT_INFO_FILE = f"{ONNX_DIR}/export.json"  # inputs, opset, fusions and checks of the export
+OPENVINO_DIR = "openvino"
+OPENVINO_INT8_FILE = f"{OPENVINO_DIR}/model.int8.xml"  # topology; the weights and scales are beside it (.bin)
+OPENVINO_EXPORT_INFO_FILE = f"{OPENVINO_DIR}/export.json"  # calibration data, checks and versions
 GATE_RECORD = "gate.json"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
@@ -47,7 +52,16 @@ CALIBRATION_FILE = "calibration.json"  # no-answer threshold and abstention figu
 TRACKING_RUN_FILE = "mlflow_run.json"  # the MLflow run that trained this directory (train/tracking.py)
 EVAL_DIR = "eval"  # eval/metrics-<backend>.json, written by the gate
 # Weight files in the order a model version is read from them.
-WEIGHT_FILES = (WEIGHTS_FILE, ONNX_INT8_FILE, ONNX_FP32_FILE, LEGACY_WEIGHTS_FILE)
+WEIGHT_FILES = (WEIGHTS_FILE, ONNX_INT8_FILE, ONNX_FP32_FILE, OPENVINO_INT8_FILE, LEGACY_WEIGHTS_FILE)
+
+
+def graph_sha256(path: str | Path) -> str:
+    """Hex sha256 of a served graph: the file's bytes, and for an OpenVINO .xml also its .bin (the weights)."""
+    path = Path(path)
+    if path.suffix != ".xml":
+        return file_sha256(path, decompress_gzip=False)
+    parts = (file_sha256(part, decompress_gzip=False) for part in (path, path.with_suffix(".bin")))
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
 def eval_metrics_file(backend: str) -> str:
@@ -124,7 +138,7 @@ def gate_passed(model_dir: str | Path, backend: str, graph_file: str) -> bool:
     if not (isinstance(record, dict) and record.get("backend") == backend and record.get("passed") is True):
         return False
     try:
-        return record.get("graph_sha256") == file_sha256(Path(model_dir) / graph_file, decompress_gzip=False)
+        return record.get("graph_sha256") == graph_sha256(Path(model_dir) / graph_file)
     except OSError:
         return False
 

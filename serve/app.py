@@ -21,11 +21,10 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
-from qa.backends import ONNX_FILES
+from qa.backends import GRAPH_FILES
 from qa.engine import Answerer
 from qa.errors import ModelLoadError
-from qa.files import file_sha256
-from qa.model_dir import weight_files
+from qa.model_dir import graph_sha256, weight_files
 from qa.pipeline import InvalidArgument, NoReadableText, QuestionAnswerer
 from serve.batching import BatcherClosed
 from serve.metrics import ServiceMetrics
@@ -99,10 +98,10 @@ def model_version(model_dir: Path | None, backend: str | None = None) -> str:
     """A short hash of the served weights: two deployments can tell whether they serve the same model."""
     if model_dir is None:
         return "unknown"
-    for name in weight_files(ONNX_FILES.get(backend or "")):
+    for name in weight_files(GRAPH_FILES.get(backend or "")):
         path = Path(model_dir) / name
         if path.is_file():
-            return "sha256:" + file_sha256(path, decompress_gzip=False)[:12]
+            return "sha256:" + graph_sha256(path)[:12]
     return "unknown"
 
 

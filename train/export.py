@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.backends import ONNX_FILES, OUTPUT_NAMES, model_inputs, ort_session
-from qa.files import file_sha256, write_json
+from qa.backends import GRAPH_FILES, ONNX_FILES, OUTPUT_NAMES, model_inputs, ort_session
+from qa.files import write_json
 from qa.model_dir import (
     CONFIG_FILE,
     GATE_RECORD,
@@ -32,6 +32,7 @@ from qa.model_dir import (
     ONNX_EXPORT_INFO_FILE,
     ONNX_FP32_FILE,
     ONNX_INT8_FILE,
+    graph_sha256,
     read_gate_records,
 )
 from train.cli import run_stage
@@ -160,20 +161,43 @@ def _masked_max_abs_diff(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> floa
     return float(np.abs(np.where(mask.astype(bool), a - b, 0.0)).max())
 
 
-def forget_onnx_gates(model_dir: Path) -> None:
-    """New graphs have not been gated: drop each ONNX backend's record unless it names the bytes now on
+def trace_to_onnx(model, input_names: list[str], path: Path, opset: int = DEFAULT_OPSET) -> None:
+    """The unoptimised ONNX graph of a QA model, with dynamic batch and sequence axes."""
+    import torch
+
+    # Traced at another batch and sequence size than the checks after it, so a shape baked into
+    # the trace shows up as a mismatch.
+    trace_inputs = _sample_inputs(input_names, model.config.vocab_size, batch=2, length=20, seed=1)
+    with warnings.catch_warnings():
+        # The tracer warns that shape checks become constants; the checks run the graph at another
+        # batch and sequence size and would catch a trace that did not generalise.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _logits_module(model, input_names),
+            tuple(torch.from_numpy(trace_inputs[n]) for n in input_names),
+            str(path),
+            dynamo=False,  # the TorchScript exporter yields the graph ORT's BERT fusions expect
+            input_names=input_names,
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in (*input_names, *OUTPUT_NAMES)},
+            opset_version=opset,
+        )
+
+
+def forget_stale_gates(model_dir: Path, backends: tuple[str, ...] = tuple(ONNX_FILES)) -> None:
+    """New graphs have not been gated: drop each backend's record unless it names the bytes now on
     disk (graph_sha256), so a deterministic re-export keeps its verdict and any other graph loses it."""
     model_dir = Path(model_dir)
     records = read_gate_records(model_dir)
     if not records:
         return
     stale = []
-    for backend, graph in ONNX_FILES.items():
+    for backend in backends:
         record = records.get(backend)
         if record is None:
             continue
-        path = model_dir / graph
-        current = file_sha256(path, decompress_gzip=False) if path.is_file() else None
+        path = model_dir / GRAPH_FILES[backend]
+        current = graph_sha256(path) if path.is_file() else None
         if not isinstance(record, dict) or current is None or record.get("graph_sha256") != current:
             stale.append(backend)
     if stale:
@@ -214,7 +238,6 @@ def export_model(
     out_dir = model_dir / ONNX_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     fp32_path, int8_path = out_dir / FP32_FILE, out_dir / INT8_FILE
-    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in (*input_names, *OUTPUT_NAMES)}
 
     # Everything is written to a scratch folder and moved in only after it verifies, so a failed
     # export never leaves a half-written graph that the server's "auto" backend would pick up.
@@ -222,23 +245,7 @@ def export_model(
         scratch = Path(scratch_name)
         raw_path, new_fp32, new_int8 = scratch / "model.raw.onnx", scratch / FP32_FILE, scratch / INT8_FILE
         log(f"exporting {model_dir} ({model.config.model_type}, inputs {input_names}) to ONNX opset {opset}")
-        # Traced at another batch and sequence size than the check below, so a shape baked into
-        # the trace shows up as a mismatch.
-        trace_inputs = _sample_inputs(input_names, model.config.vocab_size, batch=2, length=20, seed=1)
-        with warnings.catch_warnings():
-            # The tracer warns that shape checks become constants; the fp32 check below runs the
-            # graph at another batch and sequence size and would catch a trace that did not generalise.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _logits_module(model, input_names),
-                tuple(torch.from_numpy(trace_inputs[n]) for n in input_names),
-                str(raw_path),
-                dynamo=False,  # the TorchScript exporter yields the graph ORT's BERT fusions expect
-                input_names=input_names,
-                output_names=list(OUTPUT_NAMES),
-                dynamic_axes=dynamic_axes,
-                opset_version=opset,
-            )
+        trace_to_onnx(model, input_names, raw_path, opset)
         log(f"optimising the graph (bert fusions, {num_heads} heads, hidden {hidden_size})")
         fusion = FusionOptions("bert")
         # ORT's SkipLayerNormalization CPU kernel is ~6x slower than Add + LayerNormalization
@@ -309,7 +316,7 @@ def export_model(
         seconds=round(time.perf_counter() - began, 2),
     )
     write_json(model_dir / ONNX_EXPORT_INFO_FILE, asdict(info))
-    forget_onnx_gates(model_dir)
+    forget_stale_gates(model_dir)
     log(
         f"wrote {fp32_path} ({fp32_path.stat().st_size / 1e6:.1f} MB) and {int8_path} "
         f"({int8_path.stat().st_size / 1e6:.1f} MB); fused {fused}; "

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.backends import ONNX_FILES, ONNX_INT8
+from qa.backends import GRAPH_FILES, INT8_BACKENDS
 from qa.errors import ModelLoadError
-from qa.files import file_sha256, write_json
-from qa.model_dir import GATE_RECORD, METRICS_FILE, eval_metrics_file, write_gate_record
+from qa.files import write_json
+from qa.model_dir import GATE_RECORD, METRICS_FILE, eval_metrics_file, graph_sha256, write_gate_record
 from train.cli import EXIT_OK, EXIT_REFUSED, positive_int, run_stage
 from train.config import ConfigError, ExperimentConfig, model_config
 from train.data import SquadFormatError
@@ -121,7 +121,7 @@ def gate_model(
         _, metrics = evaluate_model(model_dir, source, backend, limit)
         write_json(model_dir / eval_metrics_file(metrics["backend"]), metrics)
     reference_f1 = None
-    if reference_metrics is None and metrics.get("backend") == ONNX_INT8 and (model_dir / METRICS_FILE).exists():
+    if reference_metrics is None and metrics.get("backend") in INT8_BACKENDS and (model_dir / METRICS_FILE).exists():
         reference_metrics = model_dir / METRICS_FILE
     if reference_metrics:
         reference = json.loads(Path(reference_metrics).read_text(encoding="utf-8"))
@@ -136,9 +136,9 @@ def record_gate(model_dir: str | Path, result: GateResult) -> None:
     (qa.backends.int8_gate_passed serves int8 only while they match)."""
     model_dir = Path(model_dir)
     record = result.record()
-    graph = model_dir / ONNX_FILES.get(str(record["backend"]), "-")
+    graph = model_dir / GRAPH_FILES.get(str(record["backend"]), "-")
     if graph.is_file():
-        record["graph_sha256"] = file_sha256(graph, decompress_gzip=False)
+        record["graph_sha256"] = graph_sha256(graph)
     write_gate_record(model_dir, str(record["backend"]), record)
 
 

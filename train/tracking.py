@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from qa.backends import ONNX_INT8
+from qa.backends import INT8_BACKENDS
 from qa.files import file_sha256, write_json
 from qa.model_dir import (
     CALIBRATION_FILE,
@@ -318,7 +318,7 @@ def register_verdict(model_dir: str | Path, config: ExperimentConfig, backend: s
                     if k.startswith("gate.") and not k.endswith(".reason")}
         # An int8 refusal is the designed fallback (the service then runs fp32); any other refusal
         # means the version must not serve.
-        blocked = sorted(b for b, verdict in verdicts.items() if verdict == "refused" and b != ONNX_INT8)
+        blocked = sorted(b for b, verdict in verdicts.items() if verdict == "refused" and b not in INT8_BACKENDS)
         holder = client.get_registered_model(name).aliases.get(alias)
         moved = passed and not blocked
         if moved:

@@ -91,3 +91,24 @@ def test_a_model_without_an_onnx_export_is_refused(trained_dir, tmp_path):
         prune_model.prune(trained_dir, tmp_path / "runtime")
     with pytest.raises(SystemExit, match="lacks onnx/model.int8.onnx"):
         prune_model.prune(trained_dir, tmp_path / "runtime", onnx="int8")
+
+
+def test_a_gated_static_int8_graph_stays_out_of_the_onnx_runtime_image(trained_dir, tmp_path, monkeypatch):
+    """The image has no openvino: even where auto would serve openvino-int8, it ships the ONNX Runtime graph."""
+    from qa import backends
+    from qa.model_dir import graph_sha256
+
+    (trained_dir / "openvino").mkdir()
+    (trained_dir / "openvino" / "model.int8.xml").write_text("<net/>")
+    (trained_dir / "openvino" / "model.int8.bin").write_bytes(b"weights")
+    records = json.loads(gate_record(passed=True))
+    records["openvino-int8"] = {"backend": "openvino-int8", "passed": True,
+                                "graph_sha256": graph_sha256(trained_dir / "openvino" / "model.int8.xml")}
+    (trained_dir / "gate.json").write_text(json.dumps(records))
+    monkeypatch.setattr(backends, "cpu_flags", lambda: frozenset({"avx512_vnni"}))
+    assert backends.resolve_backend_name("auto", trained_dir) == "openvino-int8"
+    dest = tmp_path / "runtime"
+    prune_model.prune(trained_dir, dest)
+    files = shipped(dest)
+    assert "onnx/model.int8.onnx" in files
+    assert not any(name.startswith("openvino") for name in files)

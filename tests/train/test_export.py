@@ -137,14 +137,14 @@ def test_cli_refuses_a_directory_without_a_model(tmp_path, capsys):
 
 
 def test_a_new_export_forgets_the_gate_results_of_the_old_graphs(tmp_path):
-    from train.export import forget_onnx_gates
+    from train.export import forget_stale_gates
 
     record = tmp_path / "gate.json"
     record.write_text(json.dumps({"torch": {"passed": True}, "onnx-int8": {"passed": True},
                                   "onnx-fp32": {"passed": False}}))
-    forget_onnx_gates(tmp_path)
+    forget_stale_gates(tmp_path)
     assert json.loads(record.read_text()) == {"torch": {"passed": True}}
-    forget_onnx_gates(tmp_path / "nowhere")  # no record: nothing to do
+    forget_stale_gates(tmp_path / "nowhere")  # no record: nothing to do
 
 
 def test_a_byte_identical_re_export_keeps_its_int8_gate(exported, tmp_path):
