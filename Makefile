@@ -21,7 +21,7 @@ export TOKENIZERS_PARALLELISM ?= false
 help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 	@echo "variables (default): MODEL ($(MODEL)) CONFIG ($(CONFIG)) DATA ($(DATA)) DEV_DATA ($(DEV_DATA))"
-	@echo "  SQUAD_DIR ($(SQUAD_DIR)) OUT ($(OUT)) BACKEND ($(BACKEND): auto|torch|onnx-fp32|onnx-int8) PORT ($(PORT))"
+	@echo "  SQUAD_DIR ($(SQUAD_DIR)) OUT ($(OUT)) BACKEND ($(BACKEND): auto|torch|onnx-fp32|onnx-int8|openvino-int8) PORT ($(PORT))"
 	@echo "  N ($(N)) FROM ($(FROM)) IMAGE ($(IMAGE)) MLFLOW_PORT ($(MLFLOW_PORT)) LIMIT, METRICS, PARTS, PREDICTIONS, RESUME, MAX_MINUTES (unset)"
 	@echo "  tracking: MLFLOW_TRACKING_URI (default outputs/mlflow.db), DISABLE_MLFLOW_INTEGRATION=TRUE to turn it off"
 

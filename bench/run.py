@@ -569,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1000, help="SQuAD dev questions per pass (default 1000)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--seed", type=int, default=0, help="seed of the question sample")
-    parser.add_argument("--backend", default="auto", help="service backend: auto, onnx-int8, onnx-fp32, torch")
+    parser.add_argument("--backend", default="auto", help="auto, openvino-int8, onnx-int8, onnx-fp32, torch")
     parser.add_argument("--workers", type=int, help="gunicorn workers for both (default: serve/gunicorn.conf.py)")
     parser.add_argument("--threads", type=int, help="gunicorn threads for both (default: serve/gunicorn.conf.py)")
     parser.add_argument(

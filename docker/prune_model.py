@@ -36,7 +36,7 @@ TORCH_WEIGHTS = (WEIGHTS_FILE, LEGACY_WEIGHTS_FILE)
 # Directories and files written by training that serving never reads.
 TRAINING_LEFTOVERS = ("checkpoint-*", "runs", "optimizer.pt", "scheduler.pt", "rng_state*.pth",
                       "training_args.bin", "trainer_state.json", ".export-*", TRACKING_RUN_FILE,
-                      # The image has ONNX Runtime only: openvino would add ~95 MB (docs/serving.md).
+                      # The image has ONNX Runtime only: openvino would add ~100 MB (docs/serving.md).
                       OPENVINO_DIR)
 REQUIRED = (CONFIG_FILE, TOKENIZER_FILE)
 ONNX_GRAPHS = {

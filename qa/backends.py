@@ -250,9 +250,9 @@ def int8_gate_passed(model_dir: Path) -> bool:
 def openvino_preferred(model_dir: Path, flags: frozenset[str] | None = None) -> bool:
     """True when the static-int8 graph passed its gate, openvino is installed and the CPU has int8
     dot-product instructions (without them ONNX Runtime's dynamic int8 is faster)."""
-    if not gate_passed(model_dir, OPENVINO_INT8, OPENVINO_INT8_FILE):
-        return False
     if not set(INT8_DOT_PRODUCT_FLAGS) & (cpu_flags() if flags is None else flags):
+        return False
+    if not gate_passed(model_dir, OPENVINO_INT8, OPENVINO_INT8_FILE):
         return False
     try:
         import openvino  # noqa: F401

@@ -35,7 +35,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     answer = commands.add_parser("answer", help="answer one question, or a JSON-lines file of them")
     answer.add_argument("--model", default=SHIPPED_MODEL_DIR, help=f"model directory (default {SHIPPED_MODEL_DIR})")
-    answer.add_argument("--backend", default="auto", help="auto, onnx-int8, onnx-fp32 or torch")
+    answer.add_argument("--backend", default="auto", help="auto, openvino-int8, onnx-int8, onnx-fp32 or torch")
     answer.add_argument("--question")
     context = answer.add_mutually_exclusive_group()
     context.add_argument("--context")

@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="model directory")
     parser.add_argument("--data", required=True, help="SQuAD v1.1 JSON file (plain or .gz)")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--backend", default="auto", help="auto, torch, onnx-fp32 or onnx-int8")
+    parser.add_argument("--backend", default="auto", help="auto, torch, onnx-fp32, onnx-int8 or openvino-int8")
     parser.add_argument("--limit", type=positive_int, default=None, help="score only the first N questions")
     args = parser.parse_args(argv)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from qa.backends import usable_cores
+from qa.backends import INT8_DOT_PRODUCT_FLAGS, cpu_flags, usable_cores
 
-# CPU features that select onnxruntime's int8 kernels; the same int8 graph has scored 0.26 F1
-# apart on two machines of this project (docs/training.md), so a verdict names where it was measured.
-INT8_CPU_FLAGS = ("avx2", "avx512_vnni", "avx_vnni", "amx_int8")
+# CPU features that select the int8 kernels (and the backend `auto` picks); the same int8 graph has
+# scored 0.26 F1 apart on two machines of this project (docs/training.md), so a verdict names where
+# it was measured.
+INT8_CPU_FLAGS = ("avx2", *INT8_DOT_PRODUCT_FLAGS)
 
 
 def cpu_description() -> str:
@@ -18,9 +19,8 @@ def cpu_description() -> str:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return f"{platform.processor() or platform.machine()}, {usable_cores()} cores"
-    lines = text.splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    flags = cpu_flags()
     int8_flags = " ".join(f for f in INT8_CPU_FLAGS if f in flags)
     return f"{model or platform.machine()}, {usable_cores()} cores" + (f"; {int8_flags}" if int8_flags else "")
 

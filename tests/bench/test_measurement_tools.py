@@ -60,3 +60,25 @@ def test_the_parity_file_keeps_no_squad_text():
     assert kept == {"id": "q1", "ours": {"score": 0.5, "start": 4, "end": 8},
                     "pipeline": {"score": 0.5, "start": 0, "end": 8}}
     assert example["question"] == "Who?"  # the printed report keeps its text
+
+
+def test_the_targets_compare_each_figure_in_its_own_direction():
+    from bench.run import targets
+
+    results = {
+        "ratios": {"throughput_c8_vs_baseline": 3.2, "throughput_c8_vs_optimum": 1.2,
+                   "service_c8_vs_engine_limit": 0.9},
+        "service": {"median_context_single_request": {"p50_ms": 12.5}, "cold_start_s": 0.8},
+        "full_dev": {"f1_drop_vs_fp32": 0.29},
+    }
+    verdicts = {row["figure"]: row["met"] for row in targets(results)}
+    assert verdicts == {
+        "c8 throughput vs transformers pipeline": True,
+        "c8 throughput vs Optimum ORT int8": False,
+        "service c8 throughput vs engine limit": True,
+        "c1 p50 ms, median-length dev context": False,  # lower is better
+        "F1 drop of the served backend vs fp32 (full dev)": True,
+        "cold start to ready, s": True,
+    }
+    del results["ratios"]["throughput_c8_vs_optimum"]  # --skip-optimum
+    assert {row["figure"]: row["met"] for row in targets(results)}["c8 throughput vs Optimum ORT int8"] is None
