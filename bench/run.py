@@ -654,19 +654,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # client's connections alive as the service's do.
         b_workers = args.baseline_workers or usable_cores()
         b_threads = args.baseline_threads or 1
-        baseline = Server(
-            "baseline",
-            args.baseline_python,
-            BASELINE_APP,
-            {"QA_MODEL_DIR": str(model_dir)},
-            b_workers,
-            b_threads,
-        )
-        results["baseline"] = {
-            "backend": "transformers.pipeline (torch fp32)",
-            "http": {"workers": b_workers, "threads": b_threads, "worker_class": baseline.worker_class},
-            **bench_server(baseline, examples, single, args.single_repeats),
-        }
+
+        def bench_peer(name: str, label: str, env: dict[str, str]) -> dict:
+            server = Server(name, args.baseline_python, BASELINE_APP, env, b_workers, b_threads)
+            return {
+                "backend": label,
+                "http": {"workers": b_workers, "threads": b_threads, "worker_class": server.worker_class},
+                **bench_server(server, examples, single, args.single_repeats),
+            }
+
+        results["baseline"] = bench_peer("baseline", "transformers.pipeline (torch fp32)",
+                                         {"QA_MODEL_DIR": str(model_dir)})
         if not args.skip_optimum:
             optimum_dir = LOG_DIR / "optimum-int8"
             print(f"[optimum] exporting and quantising {model_dir} with Optimum into {optimum_dir}", flush=True)
@@ -674,19 +672,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
             if done.returncode != 0:
                 raise SystemExit(f"the Optimum export failed ({done.returncode}); see its output above")
-            optimum = Server(
+            results["optimum"] = bench_peer(
                 "optimum",
-                args.baseline_python,
-                BASELINE_APP,
+                "transformers.pipeline on optimum ORTModelForQuestionAnswering (Optimum dynamic int8)",
                 {"QA_MODEL_DIR": str(optimum_dir), "QA_TOKENIZER_DIR": str(model_dir), "QA_PEER": "optimum-int8"},
-                b_workers,
-                b_threads,
             )
-            results["optimum"] = {
-                "backend": "transformers.pipeline on optimum ORTModelForQuestionAnswering (Optimum dynamic int8)",
-                "http": {"workers": b_workers, "threads": b_threads, "worker_class": optimum.worker_class},
-                **bench_server(optimum, examples, single, args.single_repeats),
-            }
     if not args.skip_engine_limit:
         print(f"[engine] {usable_cores()} processes, no HTTP", flush=True)
         results["engine_limit"] = engine_limit(model_dir, backend, examples, usable_cores())
