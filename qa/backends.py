@@ -28,8 +28,8 @@ GRAPH_FILES = {**ONNX_FILES, OPENVINO_INT8: OPENVINO_INT8_FILE}
 # Quantised backends: gated against fp32's F1, and a refusal only means falling back to fp32.
 INT8_BACKENDS = (OPENVINO_INT8, ONNX_INT8)
 # CPU features with int8 dot-product instructions. Static int8 (OpenVINO) beats ONNX Runtime's
-# dynamic int8 only with them: 6.3 vs 9.1 ms per 176-token window on an AMX Xeon, but 45.8 vs
-# 30.3 ms on an AVX2-only EPYC, where oneDNN falls back to a generic int8 GEMM (docs/serving.md).
+# dynamic int8 only with them: 6.3 vs 9.1 ms per 176-token window on an AMX Xeon (2 threads), but
+# 33.6 vs 18.2 ms on an AVX2-only EPYC, where oneDNN falls back to a generic int8 GEMM (docs/serving.md).
 INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 OUTPUT_NAMES = ("start_logits", "end_logits")
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
