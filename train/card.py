@@ -82,12 +82,15 @@ def _score_rows(out: Path, metrics: dict) -> list[str]:
                 and other.get("data_sha256") == metrics.get("data_sha256")):
             rows.append((other["backend"], other))
     gate = _read_json(out / GATE_RECORD) or {}
-    lines = ["| backend | exact match | F1 | questions | questions/s | gate |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| backend | exact match | F1 | questions | questions/s | gate | gated on |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, m in rows:
         record = gate.get(m.get("backend")) if isinstance(gate, dict) else None
         verdict = ("passed" if record.get("passed") else "refused") if isinstance(record, dict) else "not gated"
+        # int8 scores and speeds depend on the CPU's instructions, so each row says where it was measured.
+        cpu = record.get("cpu", "") if isinstance(record, dict) else ""
         lines.append(f"| {name} | {m.get('exact_match', float('nan')):.2f} | {m.get('f1', float('nan')):.2f} | "
-                     f"{m.get('questions')} | {m.get('questions_per_s', '')} | {verdict} |")
+                     f"{m.get('questions')} | {m.get('questions_per_s', '')} | {verdict} | {cpu} |")
     return lines
 
 
