@@ -59,7 +59,10 @@ UNRELATED = " The weather in the valley is usually mild in spring."
 
 @pytest.mark.parametrize("context, question, accepted", CASES[:8], ids=[c[1] for c in CASES[:8]])
 def test_answer_survives_an_unrelated_sentence(ask, context, question, accepted):
-    assert ask(question, context + UNRELATED).text == ask(question, context).text
+    before, after = ask(question, context).text, ask(question, context + UNRELATED).text
+    # A right answer must stay right; it may move between accepted spans that score nearly the same
+    # ("to be closer ..." 0.28 vs "closer ..." 0.32 swap places with the extra sentence even in fp32).
+    assert after in accepted if before in accepted else after == before
 
 
 @pytest.mark.parametrize("context, question, accepted", CASES[:8], ids=[c[1] for c in CASES[:8]])
