@@ -163,7 +163,14 @@ class OpenVinoBackend:
                 str(path),
                 "CPU",
                 # One model call at a time per worker (the micro-batcher), on threads = its cores.
-                {"INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"},
+                # f32 for the ops left unquantised: OpenVINO's default is bf16 on CPUs with avx512_bf16
+                # or AMX, which would serve other numbers than a gate run on another CPU measured.
+                {
+                    "INFERENCE_NUM_THREADS": self.threads,
+                    "NUM_STREAMS": 1,
+                    "PERFORMANCE_HINT": "LATENCY",
+                    "INFERENCE_PRECISION_HINT": "f32",
+                },
             )
         except Exception as exc:  # noqa: BLE001 - a corrupt graph is a load error
             raise ModelLoadError(model_dir, f"{OPENVINO_INT8_FILE} is not a loadable OpenVINO graph: {exc}") from exc

@@ -48,6 +48,7 @@ from train.export import (
     forget_stale_gates,
     trace_to_onnx,
 )
+from train.hardware import cpu_description
 
 DEFAULT_SAMPLES = 300
 XML_FILE = Path(OPENVINO_INT8_FILE).name
@@ -64,6 +65,8 @@ class OpenVinoExportInfo:
     int8_max_abs_diff: float  # max |logit difference| against torch on the verification batch
     openvino_version: str
     nncf_version: str
+    # NNCF measures activations on this CPU's float kernels: another CPU calibrates other bytes.
+    calibrated_on: str
     seconds: float
 
 
@@ -144,6 +147,7 @@ def export_openvino_int8(
         int8_max_abs_diff=diff,
         openvino_version=openvino.__version__,
         nncf_version=nncf.__version__,
+        calibrated_on=cpu_description(),
         seconds=round(time.perf_counter() - began, 2),
     )
     write_json(model_dir / OPENVINO_EXPORT_INFO_FILE, asdict(info))

@@ -92,6 +92,14 @@ def _logits_alone_and_batched(backend, windower):
     return max(diffs)
 
 
+def test_the_unquantised_ops_run_in_f32_on_every_cpu(openvino_dir):
+    # OpenVINO would pick bf16 on a CPU with avx512_bf16 or AMX: other numbers than the gate measured.
+    import openvino
+
+    compiled = OpenVinoBackend(openvino_dir, threads=1)._request.get_compiled_model()
+    assert compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
+
+
 def test_static_scales_make_a_windows_logits_independent_of_its_batch_neighbours(openvino_dir):
     windower = Windower.from_file(openvino_dir / "tokenizer.json")
     static = _logits_alone_and_batched(OpenVinoBackend(openvino_dir, threads=1), windower)
