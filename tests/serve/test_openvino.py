@@ -100,6 +100,12 @@ def test_the_unquantised_ops_run_in_f32_on_every_cpu(openvino_dir):
     assert compiled.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
 
 
+def test_workers_do_not_pin_their_threads_to_the_same_cores(openvino_dir):
+    # Each process would pin from core 0 on, so two single-thread workers would share one core.
+    compiled = OpenVinoBackend(openvino_dir, threads=1)._request.get_compiled_model()
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False
+
+
 def test_static_scales_make_a_windows_logits_independent_of_its_batch_neighbours(openvino_dir):
     windower = Windower.from_file(openvino_dir / "tokenizer.json")
     static = _logits_alone_and_batched(OpenVinoBackend(openvino_dir, threads=1), windower)
