@@ -8,8 +8,9 @@ weights, each as a real gunicorn server on a free loopback port: the service, th
 ORTModelForQuestionAnswering, int8 from Optimum's own quantiser). The peers' app is
 bench/baseline_wsgi.py, in its own virtualenv because transformers 5 dropped the QA pipeline.
 Each gets the same N SQuAD dev questions (a seeded sample) at concurrency 1 and then 8, over
-keep-alive HTTP connections. Then the engine alone: one process per core answering the same
-questions with no HTTP, the ceiling the service's concurrency-8 throughput is compared with.
+keep-alive HTTP connections. Then the engine alone: the faster of one process per core and one
+process with a thread per core, answering the same questions with no HTTP, the ceiling the
+service's concurrency-8 throughput is compared with.
 Writes bench/results.json and bench/results.png: exact match and F1 (official v1.1 metric,
 answers from the concurrency-1 pass), peak RSS of the server's processes, cold start (spawn to
 /readyz 200), throughput and latency percentiles, a profile of where a service request's time
@@ -413,14 +414,13 @@ def _engine_worker(model_dir, backend, threads, examples, ready, go, results) ->
     results.put(time.monotonic())
 
 
-def engine_limit(model_dir: Path, backend: str, examples: Sequence[Example], processes: int) -> dict:
-    """Answers/s of the engine alone: `processes` processes (one per core, 1 thread each) share the
-    questions and answer them one at a time, as the service does, with no HTTP in between."""
+def _engine_pass(model_dir: Path, backend: str, examples: Sequence[Example], processes: int, threads: int) -> dict:
+    """`processes` processes of `threads` threads share the questions, each answering one at a time."""
     context = multiprocessing.get_context("spawn")
     ready, results, go = context.Queue(), context.Queue(), context.Event()
     shares = [list(examples[i::processes]) for i in range(processes)]
     workers = [
-        context.Process(target=_engine_worker, args=(str(model_dir), backend, 1, share, ready, go, results))
+        context.Process(target=_engine_worker, args=(str(model_dir), backend, threads, share, ready, go, results))
         for share in shares
     ]
     for w in workers:
@@ -435,11 +435,25 @@ def engine_limit(model_dir: Path, backend: str, examples: Sequence[Example], pro
     wall = max(finished) - began
     return {
         "processes": processes,
-        "threads_per_process": 1,
-        "requests": len(examples),
+        "threads_per_process": threads,
         "throughput_rps": round(len(examples) / wall, 2),
         "wall_s": round(wall, 2),
-        "method": "QAEngine.answer per question, one process per core, no HTTP",
+    }
+
+
+def engine_limit(model_dir: Path, backend: str, examples: Sequence[Example], cores: int) -> dict:
+    """Answers/s of the engine alone, with no HTTP in between: the faster of one process per core
+    (1 thread each) and one process with a thread per core, answering one question at a time as the
+    service does. (OpenVINO's int8 scales so well over threads that the second one wins there.)"""
+    layouts = [(cores, 1)] + ([(1, cores)] if cores > 1 else [])
+    passes = [_engine_pass(model_dir, backend, examples, processes, threads) for processes, threads in layouts]
+    best = max(passes, key=lambda p: p["throughput_rps"])
+    return {
+        **best,
+        "requests": len(examples),
+        "layouts": passes,
+        "method": "QAEngine.answer per question, the faster of one process per core and one process "
+        "with a thread per core, no HTTP",
     }
 
 
@@ -678,7 +692,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 {"QA_MODEL_DIR": str(optimum_dir), "QA_TOKENIZER_DIR": str(model_dir), "QA_PEER": "optimum-int8"},
             )
     if not args.skip_engine_limit:
-        print(f"[engine] {usable_cores()} processes, no HTTP", flush=True)
+        print(f"[engine] {usable_cores()} processes x 1 thread and 1 process x {usable_cores()} threads, no HTTP",
+              flush=True)
         results["engine_limit"] = engine_limit(model_dir, backend, examples, usable_cores())
         print(f"[engine] {results['engine_limit']}", flush=True)
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]

@@ -82,3 +82,15 @@ def test_the_targets_compare_each_figure_in_its_own_direction():
     }
     del results["ratios"]["throughput_c8_vs_optimum"]  # --skip-optimum
     assert {row["figure"]: row["met"] for row in targets(results)}["c8 throughput vs Optimum ORT int8"] is None
+
+
+def test_the_engine_limit_is_the_faster_of_its_two_layouts(tiny_bert_dir, fixtures_dir):
+    from bench.run import engine_limit
+
+    examples = load_squad(fixtures_dir / "tiny_squad.json")[:12]
+    limit = engine_limit(tiny_bert_dir, "torch", examples, cores=2)
+    layouts = {(p["processes"], p["threads_per_process"]): p["throughput_rps"] for p in limit["layouts"]}
+    assert set(layouts) == {(2, 1), (1, 2)}
+    assert limit["throughput_rps"] == max(layouts.values()) > 0
+    assert layouts[(limit["processes"], limit["threads_per_process"])] == limit["throughput_rps"]
+    assert limit["requests"] == len(examples)

@@ -166,3 +166,19 @@ def test_the_gate_records_the_static_graphs_bytes(openvino_dir, fixtures_dir, tm
     record = json.loads((model_dir / GATE_RECORD).read_text())[OPENVINO_INT8]
     assert record["graph_sha256"] == graph_sha256(model_dir / OPENVINO_INT8_FILE)
     assert record["backend"] == OPENVINO_INT8
+
+
+def test_windows_padded_to_the_length_step_keep_their_own_logits(openvino_dir):
+    from qa.backends import OPENVINO_LENGTH_STEP
+
+    windower = Windower.from_file(openvino_dir / "tokenizer.json")
+    backend = OpenVinoBackend(openvino_dir, threads=1)
+    window = windower.windows([QUESTIONS[0][0]], [QUESTIONS[0][1]])[0]
+    inputs = windower.pad([window]).as_inputs(backend.input_names)
+    length = inputs["input_ids"].shape[1]
+    assert length % OPENVINO_LENGTH_STEP  # the case that gets padded
+    start, end = backend(inputs)
+    unpadded = {port.get_any_name(): value for port, value in backend._request.infer(inputs).items()}
+    assert start.shape == end.shape == (1, length)
+    assert np.abs(start - unpadded["start_logits"]).max() < 1e-4
+    assert np.abs(end - unpadded["end_logits"]).max() < 1e-4
