@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from qa.errors import ModelLoadError, SettingsError
-from qa.model_dir import ONNX_FP32_FILE, ONNX_INT8_FILE, OPENVINO_INT8_FILE, gate_passed
+from qa.model_dir import ONNX_FP32_FILE, ONNX_INT8_FILE, OPENVINO_INT8_FILE, gate_passed, max_positions
 
 TORCH = "torch"
 ONNX_INT8 = "onnx-int8"
@@ -186,10 +186,13 @@ class OpenVinoBackend:
         self.input_names = checked_signature(model_dir, OPENVINO_INT8_FILE, inputs, outputs)
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()  # an infer request runs one call at a time
+        self._max_length = max_positions(model_dir)  # padding must not pass the model's positions
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         length = inputs[self.input_names[0]].shape[1]
         pad = -length % OPENVINO_LENGTH_STEP
+        if self._max_length is not None and length + pad > self._max_length:
+            pad = 0
         # Padded positions are masked out (attention_mask 0) and their logits cut off below.
         feed = {n: np.pad(inputs[n], ((0, 0), (0, pad))) if pad else inputs[n] for n in self.input_names}
         with self._lock:

@@ -6,7 +6,6 @@ numbers on the model card are the numbers of the code that serves.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -18,7 +17,7 @@ import numpy as np
 from qa.backends import Backend, default_threads, load_backend, resolve_backend_name
 from qa.decoding import Answer, decode_example
 from qa.errors import ModelLoadError
-from qa.model_dir import CONFIG_FILE, TOKENIZER_FILE, load_params
+from qa.model_dir import TOKENIZER_FILE, load_params, max_positions
 from qa.params import AnswerOptions, InferenceParams
 from qa.windowing import Window, Windower
 
@@ -174,12 +173,3 @@ class QAEngine:
     def answer(self, question: str, context: str, **options) -> list[Answer]:
         """answer_many for one pair; `options` are answer_many's (top_k, max_answer_length, ...)."""
         return self.answer_many([question], [context], **options)[0]
-
-
-def max_positions(model_dir: Path) -> int | None:
-    """max_position_embeddings of DIR/config.json (BERT and DistilBERT name it so); None if absent."""
-    try:
-        value = json.loads((Path(model_dir) / CONFIG_FILE).read_text(encoding="utf-8")).get("max_position_embeddings")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) and value > 0 else None

@@ -182,3 +182,18 @@ def test_windows_padded_to_the_length_step_keep_their_own_logits(openvino_dir):
     assert start.shape == end.shape == (1, length)
     assert np.abs(start - unpadded["start_logits"]).max() < 1e-4
     assert np.abs(end - unpadded["end_logits"]).max() < 1e-4
+
+
+def test_padding_stops_at_the_models_position_limit(openvino_dir):
+    windower = Windower.from_file(openvino_dir / "tokenizer.json")
+    backend = OpenVinoBackend(openvino_dir, threads=1)
+    window = windower.windows([QUESTIONS[0][0]], [QUESTIONS[0][1]])[0]
+    inputs = windower.pad([window]).as_inputs(backend.input_names)
+    length = inputs["input_ids"].shape[1]
+    backend._max_length = length  # a model whose last position this window already reaches
+    seen = []
+    infer = backend._request.infer
+    backend._request = type("Spy", (), {"infer": lambda _self, feed: seen.append(feed) or infer(feed)})()
+    start, _ = backend(inputs)
+    assert start.shape == (1, length)
+    assert seen[0]["input_ids"].shape == (1, length)
