@@ -168,15 +168,21 @@ def test_the_gate_records_the_static_graphs_bytes(openvino_dir, fixtures_dir, tm
     assert record["backend"] == OPENVINO_INT8
 
 
-def test_windows_padded_to_the_length_step_keep_their_own_logits(openvino_dir):
+def _backend_and_one_window(openvino_dir):
+    """A one-thread backend and the inputs of one window whose length is not a multiple of the step."""
     from qa.backends import OPENVINO_LENGTH_STEP
 
     windower = Windower.from_file(openvino_dir / "tokenizer.json")
     backend = OpenVinoBackend(openvino_dir, threads=1)
     window = windower.windows([QUESTIONS[0][0]], [QUESTIONS[0][1]])[0]
     inputs = windower.pad([window]).as_inputs(backend.input_names)
+    assert inputs["input_ids"].shape[1] % OPENVINO_LENGTH_STEP  # the case that gets padded
+    return backend, inputs
+
+
+def test_windows_padded_to_the_length_step_keep_their_own_logits(openvino_dir):
+    backend, inputs = _backend_and_one_window(openvino_dir)
     length = inputs["input_ids"].shape[1]
-    assert length % OPENVINO_LENGTH_STEP  # the case that gets padded
     start, end = backend(inputs)
     unpadded = {port.get_any_name(): value for port, value in backend._request.infer(inputs).items()}
     assert start.shape == end.shape == (1, length)
@@ -185,10 +191,7 @@ def test_windows_padded_to_the_length_step_keep_their_own_logits(openvino_dir):
 
 
 def test_padding_stops_at_the_models_position_limit(openvino_dir):
-    windower = Windower.from_file(openvino_dir / "tokenizer.json")
-    backend = OpenVinoBackend(openvino_dir, threads=1)
-    window = windower.windows([QUESTIONS[0][0]], [QUESTIONS[0][1]])[0]
-    inputs = windower.pad([window]).as_inputs(backend.input_names)
+    backend, inputs = _backend_and_one_window(openvino_dir)
     length = inputs["input_ids"].shape[1]
     backend._max_length = length  # a model whose last position this window already reaches
     seen = []
