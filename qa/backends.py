@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from qa.errors import ModelLoadError, SettingsError
-from qa.model_dir import ONNX_FP32_FILE, ONNX_INT8_FILE, OPENVINO_INT8_FILE, gate_passed, max_positions
+from qa.model_dir import ONNX_FP32_FILE, ONNX_INT8_FILE, OPENVINO_INT8_FILE, gate_passed
 
 TORCH = "torch"
 ONNX_INT8 = "onnx-int8"
@@ -37,14 +37,15 @@ KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # slower (290 vs 47 us at 160x384 on ORT 1.32): a quarter of the int8 model's time.
 ORT_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 # OpenVINO prepares its kernels per input shape and caches them: a window length it has not seen
-# costs about 10 ms more (29.4 against 19.8 ms on one thread). Padding windows to a multiple of this
-# leaves 24 shapes up to 384 tokens, each paid for once.
+# costs about 10 ms more (29.4 against 19.8 ms on one thread). The engine pads its batches to a
+# multiple of this, which leaves 24 shapes up to 384 tokens, each paid for once.
 OPENVINO_LENGTH_STEP = 16
 
 
 class Backend(Protocol):
     name: str
     input_names: tuple[str, ...]
+    length_step: int  # the engine pads a batch's length to a multiple of this
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """start_logits, end_logits as float32 arrays of shape [batch, seq]."""
@@ -70,6 +71,7 @@ def checked_signature(model_dir: Path, graph_file: str, inputs: tuple[str, ...],
 
 class TorchBackend:
     name = TORCH
+    length_step = 1
 
     def __init__(self, model_dir: Path, threads: int | None = None) -> None:
         try:
@@ -116,6 +118,8 @@ class TorchBackend:
 class OnnxBackend:
     """ONNX Runtime on CPU; needs only onnxruntime and numpy, so the runtime image has no torch."""
 
+    length_step = 1
+
     def __init__(self, model_dir: Path, name: str = ONNX_INT8, threads: int | None = None) -> None:
         if name not in ONNX_FILES:
             raise ModelLoadError(model_dir, f"{name!r} is not an ONNX backend")
@@ -148,6 +152,7 @@ class OpenVinoBackend:
     """OpenVINO's CPU plugin on the static-int8 IR (python -m train.export_openvino); needs only openvino."""
 
     name = OPENVINO_INT8
+    length_step = OPENVINO_LENGTH_STEP
 
     def __init__(self, model_dir: Path, threads: int | None = None) -> None:
         path = Path(model_dir) / OPENVINO_INT8_FILE
@@ -186,20 +191,13 @@ class OpenVinoBackend:
         self.input_names = checked_signature(model_dir, OPENVINO_INT8_FILE, inputs, outputs)
         self._request = compiled.create_infer_request()
         self._lock = threading.Lock()  # an infer request runs one call at a time
-        self._max_length = max_positions(model_dir)  # padding must not pass the model's positions
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        length = inputs[self.input_names[0]].shape[1]
-        pad = -length % OPENVINO_LENGTH_STEP
-        if self._max_length is not None and length + pad > self._max_length:
-            pad = 0
-        # Padded positions are masked out (attention_mask 0) and their logits cut off below.
-        feed = {n: np.pad(inputs[n], ((0, 0), (0, pad))) if pad else inputs[n] for n in self.input_names}
         with self._lock:
-            results = self._request.infer(feed)
+            results = self._request.infer({n: inputs[n] for n in self.input_names})
             by_name = {port.get_any_name(): value for port, value in results.items()}
             # copies: the request reuses its output buffers on the next call
-            return tuple(np.array(by_name[n][:, :length], dtype=np.float32) for n in OUTPUT_NAMES)
+            return tuple(np.array(by_name[n], dtype=np.float32) for n in OUTPUT_NAMES)
 
 
 def ort_session(path: Path, threads: int):

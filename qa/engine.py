@@ -6,6 +6,7 @@ numbers on the model card are the numbers of the code that serves.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ import numpy as np
 from qa.backends import Backend, default_threads, load_backend, resolve_backend_name
 from qa.decoding import Answer, decode_example
 from qa.errors import ModelLoadError
-from qa.model_dir import TOKENIZER_FILE, load_params, max_positions
+from qa.model_dir import CONFIG_FILE, TOKENIZER_FILE, load_params
 from qa.params import AnswerOptions, InferenceParams
 from qa.windowing import Window, Windower
 
@@ -51,6 +52,8 @@ class QAEngine:
         self.batch_size = batch_size
         self.model_dir = model_dir
         self.max_positions = max_positions  # the model's position limit: the longest window it reads
+        # Read once here: a wrapper put around engine.backend later (a test, a replay) keeps the step.
+        self.length_step = getattr(backend, "length_step", 1)
         # Windowers of per-call sizes: a few, least recently used first out (a client cannot grow it).
         self._windowers: OrderedDict[tuple[int, int, int], Windower] = OrderedDict()
         self._windowers_lock = threading.Lock()
@@ -105,11 +108,16 @@ class QAEngine:
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         for first in range(0, len(order), batch_size):
             chunk = order[first : first + batch_size]
-            batch = self.windower.pad([windows[i] for i in chunk])
+            batch = self.windower.pad([windows[i] for i in chunk], self._batch_length(len(windows[chunk[-1]])))
             start_logits, end_logits = self.backend(batch.as_inputs(self.backend.input_names))
             for row, i in enumerate(chunk):
                 starts[i], ends[i] = start_logits[row], end_logits[row]
         return starts, ends
+
+    def _batch_length(self, longest: int) -> int:
+        """The longest window's length rounded up to the backend's length step, within the model's positions."""
+        length = -(-longest // self.length_step) * self.length_step
+        return length if self.max_positions is None or length <= self.max_positions else longest
 
     def decode(
         self,
@@ -173,3 +181,12 @@ class QAEngine:
     def answer(self, question: str, context: str, **options) -> list[Answer]:
         """answer_many for one pair; `options` are answer_many's (top_k, max_answer_length, ...)."""
         return self.answer_many([question], [context], **options)[0]
+
+
+def max_positions(model_dir: Path) -> int | None:
+    """max_position_embeddings of DIR/config.json (BERT and DistilBERT name it so); None if absent."""
+    try:
+        value = json.loads((Path(model_dir) / CONFIG_FILE).read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and value > 0 else None

@@ -197,12 +197,3 @@ def _check_safetensors(model_dir: Path, path: Path) -> None:
         raise ModelLoadError(model_dir, f"{WEIGHTS_FILE} is corrupt: {exc}") from None
     if end > data_size:
         raise ModelLoadError(model_dir, f"{WEIGHTS_FILE} is truncated: {data_size} data bytes, tensors need {end}")
-
-
-def max_positions(model_dir: Path) -> int | None:
-    """max_position_embeddings of DIR/config.json (BERT and DistilBERT name it so); None if absent."""
-    try:
-        value = json.loads((Path(model_dir) / CONFIG_FILE).read_text(encoding="utf-8")).get("max_position_embeddings")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) and value > 0 else None

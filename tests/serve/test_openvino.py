@@ -168,35 +168,44 @@ def test_the_gate_records_the_static_graphs_bytes(openvino_dir, fixtures_dir, tm
     assert record["backend"] == OPENVINO_INT8
 
 
-def _backend_and_one_window(openvino_dir):
-    """A one-thread backend and the inputs of one window whose length is not a multiple of the step."""
+class _ShapeSpy:
+    """Wraps a backend and keeps the input_ids shape of every call."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.input_names = inner, inner.name, inner.input_names
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self, inputs):
+        self.shapes.append(inputs["input_ids"].shape)
+        return self.inner(inputs)
+
+
+def _engine_and_one_window(openvino_dir):
+    """An openvino-int8 engine (its backend spied on) and one window whose length is not a multiple
+    of the backend's length step."""
     from qa.backends import OPENVINO_LENGTH_STEP
 
-    windower = Windower.from_file(openvino_dir / "tokenizer.json")
-    backend = OpenVinoBackend(openvino_dir, threads=1)
-    window = windower.windows([QUESTIONS[0][0]], [QUESTIONS[0][1]])[0]
-    inputs = windower.pad([window]).as_inputs(backend.input_names)
-    assert inputs["input_ids"].shape[1] % OPENVINO_LENGTH_STEP  # the case that gets padded
-    return backend, inputs
+    engine = QAEngine.from_model_dir(openvino_dir, backend=OPENVINO_INT8, threads=1)
+    assert engine.length_step == OPENVINO_LENGTH_STEP
+    engine.backend = _ShapeSpy(engine.backend)
+    window = engine.windower.windows([QUESTIONS[0][0]], [QUESTIONS[0][1]])[0]
+    assert len(window) % OPENVINO_LENGTH_STEP  # the case that gets padded
+    return engine, window
 
 
 def test_windows_padded_to_the_length_step_keep_their_own_logits(openvino_dir):
-    backend, inputs = _backend_and_one_window(openvino_dir)
-    length = inputs["input_ids"].shape[1]
-    start, end = backend(inputs)
-    unpadded = {port.get_any_name(): value for port, value in backend._request.infer(inputs).items()}
-    assert start.shape == end.shape == (1, length)
-    assert np.abs(start - unpadded["start_logits"]).max() < 1e-4
-    assert np.abs(end - unpadded["end_logits"]).max() < 1e-4
+    engine, window = _engine_and_one_window(openvino_dir)
+    length = len(window)
+    (start,), (end,) = engine.window_logits([window])
+    padded = engine.backend.shapes[0][1]
+    assert padded % engine.length_step == 0 and length < padded < length + engine.length_step
+    alone = engine.backend.inner(engine.windower.pad([window]).as_inputs(engine.backend.input_names))
+    assert np.abs(start[:length] - alone[0][0]).max() < 1e-4
+    assert np.abs(end[:length] - alone[1][0]).max() < 1e-4
 
 
 def test_padding_stops_at_the_models_position_limit(openvino_dir):
-    backend, inputs = _backend_and_one_window(openvino_dir)
-    length = inputs["input_ids"].shape[1]
-    backend._max_length = length  # a model whose last position this window already reaches
-    seen = []
-    infer = backend._request.infer
-    backend._request = type("Spy", (), {"infer": lambda _self, feed: seen.append(feed) or infer(feed)})()
-    start, _ = backend(inputs)
-    assert start.shape == (1, length)
-    assert seen[0]["input_ids"].shape == (1, length)
+    engine, window = _engine_and_one_window(openvino_dir)
+    engine.max_positions = len(window)  # a model whose last position this window already reaches
+    engine.window_logits([window])
+    assert engine.backend.shapes == [(1, len(window))]
