@@ -444,7 +444,7 @@ def _engine_pass(model_dir: Path, backend: str, examples: Sequence[Example], pro
 def engine_limit(model_dir: Path, backend: str, examples: Sequence[Example], cores: int) -> dict:
     """Answers/s of the engine alone, with no HTTP in between: the faster of one process per core
     (1 thread each) and one process with a thread per core, answering one question at a time as the
-    service does. (OpenVINO's int8 scales so well over threads that the second one wins there.)"""
+    service does. The second is the service's default layout (one worker, its threads on every core)."""
     layouts = [(cores, 1)] + ([(1, cores)] if cores > 1 else [])
     passes = [_engine_pass(model_dir, backend, examples, processes, threads) for processes, threads in layouts]
     best = max(passes, key=lambda p: p["throughput_rps"])
