@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
+
+import numpy as np
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
@@ -57,3 +60,30 @@ def model_with_null_threshold(src, dest, threshold: float):
     shutil.copytree(src, dest)
     save_params(dest, replace(load_params(dest), null_threshold=threshold))
     return dest
+
+
+STUCK_S = 30  # seconds before a test that waits on another thread gives up
+
+
+class RecordingBackend:
+    """Wraps a backend: records each call's input shapes; can hold calls until released."""
+
+    def __init__(self, inner, poison_id: int | None = None) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.input_names = inner.input_names
+        self.shapes: list[tuple[int, int]] = []
+        self.masks: list[np.ndarray] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+        self.poison_id = poison_id
+
+    def __call__(self, inputs):
+        self.entered.set()
+        assert self.release.wait(STUCK_S)
+        self.shapes.append(inputs["input_ids"].shape)
+        self.masks.append(inputs["attention_mask"])
+        if self.poison_id is not None and (inputs["input_ids"] == self.poison_id).any():
+            raise FloatingPointError("poisoned window")
+        return self.inner(inputs)

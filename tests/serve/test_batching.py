@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 import pytest
+from helpers import STUCK_S, RecordingBackend
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,31 +22,6 @@ EXAMPLES = [
     ("Who won?", "In the final, the visiting team won by two goals after extra time."),
 ]
 # Generous bound for work that takes milliseconds; only reached when something is stuck.
-STUCK_S = 30
-
-
-class RecordingBackend:
-    """Wraps a backend: records each call's input shapes; can hold calls until released."""
-
-    def __init__(self, inner, poison_id: int | None = None) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.input_names = inner.input_names
-        self.shapes: list[tuple[int, int]] = []
-        self.masks: list[np.ndarray] = []
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.release.set()
-        self.poison_id = poison_id
-
-    def __call__(self, inputs):
-        self.entered.set()
-        assert self.release.wait(STUCK_S)
-        self.shapes.append(inputs["input_ids"].shape)
-        self.masks.append(inputs["attention_mask"])
-        if self.poison_id is not None and (inputs["input_ids"] == self.poison_id).any():
-            raise FloatingPointError("poisoned window")
-        return self.inner(inputs)
 
 
 @pytest.fixture()

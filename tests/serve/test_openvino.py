@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import RecordingBackend
 
 from qa import backends
 from qa.backends import ONNX_INT8, OPENVINO_INT8, OnnxBackend, OpenVinoBackend, openvino_preferred
@@ -168,18 +169,6 @@ def test_the_gate_records_the_static_graphs_bytes(openvino_dir, fixtures_dir, tm
     assert record["backend"] == OPENVINO_INT8
 
 
-class _ShapeSpy:
-    """Wraps a backend and keeps the input_ids shape of every call."""
-
-    def __init__(self, inner):
-        self.inner, self.name, self.input_names = inner, inner.name, inner.input_names
-        self.shapes: list[tuple[int, ...]] = []
-
-    def __call__(self, inputs):
-        self.shapes.append(inputs["input_ids"].shape)
-        return self.inner(inputs)
-
-
 def _engine_and_one_window(openvino_dir):
     """An openvino-int8 engine (its backend spied on) and one window whose length is not a multiple
     of the backend's length step."""
@@ -187,7 +176,7 @@ def _engine_and_one_window(openvino_dir):
 
     engine = QAEngine.from_model_dir(openvino_dir, backend=OPENVINO_INT8, threads=1)
     assert engine.length_step == OPENVINO_LENGTH_STEP
-    engine.backend = _ShapeSpy(engine.backend)
+    engine.backend = RecordingBackend(engine.backend)
     window = engine.windower.windows([QUESTIONS[0][0]], [QUESTIONS[0][1]])[0]
     assert len(window) % OPENVINO_LENGTH_STEP  # the case that gets padded
     return engine, window
