@@ -116,8 +116,8 @@ bench-setup:  ## the baseline's virtualenv (transformers 4.x still has the QA pi
 	.venv-baseline/bin/pip install --quiet pip==25.3
 	.venv-baseline/bin/pip install --quiet -r bench/requirements-baseline.txt
 
-bench: $(if $(SKIP_BASELINE),,.venv-baseline/bin/python)  ## service vs transformers pipeline on the same weights -> bench/results.json: make bench [MODEL=dir] [N=1000] [BACKEND=] [DEV_DATA=file] [SKIP_BASELINE=1]
-	$(PYTHON) -m bench.run --model $(MODEL) --n $(N) --data $(DEV_DATA) --backend $(BACKEND) $(if $(SKIP_BASELINE),--skip-baseline)
+bench: $(if $(SKIP_BASELINE),,.venv-baseline/bin/python)  ## service vs transformers pipeline on the same weights -> bench/results.json: make bench [MODEL=dir] [N=1000] [BACKEND=] [DEV_DATA=file] [SKIP_BASELINE=1] [REFERENCE=earlier results.json, same CPU]
+	$(PYTHON) -m bench.run --model $(MODEL) --n $(N) --data $(DEV_DATA) --backend $(BACKEND) $(if $(SKIP_BASELINE),--skip-baseline) $(if $(REFERENCE),--reference $(REFERENCE))
 
 parity: .venv-baseline/bin/python  ## qa.QuestionAnswerer vs the transformers 4.57 pipeline on the first N dev questions, 3 settings -> bench/parity.json: make parity [MODEL=dir] [N=1000]
 	$(PYTHON) -m bench.parity --model $(MODEL) --n $(N) --data $(DEV_DATA)

@@ -31,6 +31,9 @@ INT8_BACKENDS = (OPENVINO_INT8, ONNX_INT8)
 # dynamic int8 only with them: 6.3 vs 9.1 ms per 176-token window on an AMX Xeon (2 threads), but
 # 33.6 vs 18.2 ms on an AVX2-only EPYC, where oneDNN falls back to a generic int8 GEMM (docs/serving.md).
 INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+# Backends whose calls can run side by side in one process, each on threads of its own (an ONNX Runtime
+# session or an OpenVINO compiled model owns its thread pool); torch's thread count is process-wide.
+SIDE_BY_SIDE_BACKENDS = (OPENVINO_INT8, ONNX_INT8, ONNX_FP32)
 OUTPUT_NAMES = ("start_logits", "end_logits")
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # ORT would fuse Add + LayerNormalization into SkipLayerNormalization, whose CPU kernel is ~6x

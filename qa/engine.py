@@ -99,17 +99,21 @@ class QAEngine:
         return windower
 
     def window_logits(
-        self, windows: Sequence[Window], batch_size: int | None = None
+        self, windows: Sequence[Window], batch_size: int | None = None, backend: Backend | None = None
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Start/end logits for each window, batching windows of similar length together."""
+        """Start/end logits for each window, batching windows of similar length together.
+
+        `backend` runs the calls instead of self.backend: another session of the same graph with
+        other threads (serve.batching's lanes), which gives the same logits."""
         batch_size = batch_size or self.batch_size
+        backend = backend or self.backend
         starts: list[np.ndarray] = [np.empty(0)] * len(windows)
         ends: list[np.ndarray] = [np.empty(0)] * len(windows)
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         for first in range(0, len(order), batch_size):
             chunk = order[first : first + batch_size]
             batch = self.windower.pad([windows[i] for i in chunk], self._batch_length(len(windows[chunk[-1]])))
-            start_logits, end_logits = self.backend(batch.as_inputs(self.backend.input_names))
+            start_logits, end_logits = backend(batch.as_inputs(backend.input_names))
             for row, i in enumerate(chunk):
                 starts[i], ends[i] = start_logits[row], end_logits[row]
         return starts, ends

@@ -9,9 +9,16 @@ known to be on its way (tokenising), so a lone request never pays the wait. The 
 windows are split into groups of similar length (`max_padding`) and each group is padded to
 its longest window: on CPU a padded token costs as much as a real one.
 
-Model calls are serialised, so a worker never runs two ONNX Runtime calls that fight over
-the same cores. With dynamic int8 quantisation the activation scale is computed over the
-whole batch, so a request's logits can depend slightly on what it was batched with;
+Lanes: a lone model call runs on the engine's own backend, whose threads span the worker's
+cores. Under load that wastes cores, because one call scales poorly over them (a 176-token
+MiniLM int8 window: 44.2 ms on one thread, 30.3 ms on two, AVX2 EPYC). So with `lanes`
+(one single-thread session of the same graph per core, QA_MODEL_LANES) there is a model
+thread per lane: a call that starts while another call runs, or while requests wait, runs on
+its thread's lane, so the cores run single-thread calls side by side; a call that starts with
+the worker otherwise idle takes the engine's backend and all the cores. Each session owns its
+threads, so calls never fight over threads, and a window's logits do not depend on which
+session computed them. With dynamic int8 quantisation the activation scale is computed over
+the whole batch, so a request's logits can depend slightly on what it was batched with;
 max_batch_size=1 makes answers independent of other traffic.
 
 If a combined model call fails, each request in it is retried alone so the exception
@@ -29,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qa.backends import SIDE_BY_SIDE_BACKENDS, Backend, load_backend
 from qa.decoding import Answer
 from qa.engine import QAEngine
 from qa.errors import SettingsError
@@ -45,6 +53,10 @@ DEFAULT_MAX_WAIT_MS = 2.0
 DEFAULT_MAX_PADDING = 0.25
 # Waiting longer than this for company never pays; an unbounded wait would stall the model thread.
 MAX_WAIT_LIMIT_MS = 60_000.0
+# QA_MODEL_LANES=auto: a single-thread lane per core the worker's backend uses, at most this many
+# (each lane is one more session of the graph in memory: about 30 MB for MiniLM int8).
+AUTO_MAX_LANES = 4
+MAX_LANES = 64
 
 
 @dataclass
@@ -88,6 +100,7 @@ class MicroBatcher:
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
         max_padding: float = DEFAULT_MAX_PADDING,
+        lanes: Sequence[Backend] = (),
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
@@ -103,29 +116,37 @@ class MicroBatcher:
         self._arriving = 0  # callers between entering answer_many and queueing their windows
         self._cond = threading.Condition()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        # Side-by-side backends, one per model thread; without them one thread runs every call.
+        self.lanes: tuple[Backend, ...] = tuple(lanes)
+        self._threads: list[threading.Thread | None] = [None] * max(1, len(self.lanes))
         self._thread_pid: int | None = None
-        # Observability: sizes (in windows) of the model calls made, most recent last.
+        self._busy = 0  # model calls running now
+        # Observability: sizes (in windows) of the model calls made, most recent last, and how
+        # many calls ran on the engine's own backend and on each lane.
         self.batch_sizes: deque[int] = deque(maxlen=1024)
+        self.engine_calls = 0
+        self.lane_calls = [0] * len(self.lanes)
 
     @classmethod
     def from_env(cls, engine: QAEngine) -> MicroBatcher:
-        """Settings from QA_BATCH_MAX_SIZE, QA_BATCH_MAX_WAIT_MS and QA_BATCH_MAX_PADDING."""
+        """Settings from QA_BATCH_MAX_SIZE, QA_BATCH_MAX_WAIT_MS, QA_BATCH_MAX_PADDING and QA_MODEL_LANES."""
         raw = {
             "QA_BATCH_MAX_SIZE": os.environ.get("QA_BATCH_MAX_SIZE") or str(DEFAULT_MAX_BATCH_SIZE),
             "QA_BATCH_MAX_WAIT_MS": os.environ.get("QA_BATCH_MAX_WAIT_MS") or str(DEFAULT_MAX_WAIT_MS),
             "QA_BATCH_MAX_PADDING": os.environ.get("QA_BATCH_MAX_PADDING") or str(DEFAULT_MAX_PADDING),
         }
         try:
-            return cls(
-                engine,
-                max_batch_size=int(raw["QA_BATCH_MAX_SIZE"]),
-                max_wait_ms=float(raw["QA_BATCH_MAX_WAIT_MS"]),
-                max_padding=float(raw["QA_BATCH_MAX_PADDING"]),
-            )
+            options = {
+                "max_batch_size": int(raw["QA_BATCH_MAX_SIZE"]),
+                "max_wait_ms": float(raw["QA_BATCH_MAX_WAIT_MS"]),
+                "max_padding": float(raw["QA_BATCH_MAX_PADDING"]),
+            }
+            cls(engine, **options).close()  # checks the values before any lane is loaded
         except ValueError as exc:
             settings = " ".join(f"{k}={v!r}" for k, v in raw.items())
             raise SettingsError(f"bad micro-batching setting ({settings}): {exc}") from exc
+        count = lane_count(engine.backend, os.environ.get("QA_MODEL_LANES") or "auto")
+        return cls(engine, **options, lanes=load_lanes(engine, count))
 
     # The engine's read-only attributes (params, model_dir, backend, windower) pass through.
     def __getattr__(self, name: str):
@@ -176,9 +197,10 @@ class MicroBatcher:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-            thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            thread.join()
+            threads = list(self._threads)
+        for thread in threads:
+            if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+                thread.join()
 
     def pending(self) -> int:
         """Requests queued for the model thread."""
@@ -198,13 +220,19 @@ class MicroBatcher:
 
     def _ensure_worker(self) -> None:
         # Threads do not survive fork: a gunicorn worker forked after the first request starts its own.
-        if self._thread is None or self._thread_pid != os.getpid() or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="qa-microbatcher", daemon=True)
-            self._thread_pid = os.getpid()
-            self._thread.start()
+        forked = self._thread_pid != os.getpid()
+        self._thread_pid = os.getpid()
+        for lane, thread in enumerate(self._threads):
+            if forked or thread is None or not thread.is_alive():
+                thread = threading.Thread(target=self._run, args=(lane,), name=f"qa-model-{lane}", daemon=True)
+                self._threads[lane] = thread
+                thread.start()
 
-    def _next_batch(self) -> list[_Request] | None:
-        """Blocks for the first request, then collects more until full, timed out or nobody is coming."""
+    def _next_batch(self, lane: int) -> tuple[list[_Request], Backend | None] | None:
+        """Blocks for the first request, then collects more until full, timed out or nobody is coming.
+
+        Also picks the backend: the engine's own (None) when no other call runs and nobody waits,
+        else this thread's lane."""
         with self._cond:
             while not self._queue:
                 if self._closed:
@@ -225,43 +253,52 @@ class MicroBatcher:
                 if self._arriving == 0 or remaining <= 0 or self._closed:
                     break
                 self._cond.wait(remaining)
-            return batch
+            alone = self._busy == 0 and not self._queue and self._arriving == 0
+            self._busy += 1
+            if not self.lanes or alone:
+                self.engine_calls += 1
+                return batch, None
+            self.lane_calls[lane] += 1
+            return batch, self.lanes[lane]
 
-    def _run(self) -> None:
+    def _run(self, lane: int) -> None:
         while True:
-            batch = self._next_batch()
-            if batch is None:
+            taken = self._next_batch(lane)
+            if taken is None:
                 return
+            batch, backend = taken
             try:
-                self._run_batch(batch)
+                self._run_batch(batch, backend)
             finally:  # never leave a caller waiting forever
+                with self._cond:
+                    self._busy -= 1
                 for request in batch:
                     if not request.done.is_set():
                         request.error = RuntimeError("the micro-batcher failed to answer this request")
                         request.done.set()
 
-    def _logits(self, windows: list[Window]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def _logits(self, windows: list[Window], backend: Backend | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """One model call per group of windows of similar length (see padding_groups)."""
         starts: list[np.ndarray] = [np.empty(0)] * len(windows)
         ends: list[np.ndarray] = [np.empty(0)] * len(windows)
         for group in padding_groups([len(w) for w in windows], self.max_padding):
-            group_starts, group_ends = self.engine.window_logits([windows[i] for i in group])
+            group_starts, group_ends = self.engine.window_logits([windows[i] for i in group], backend=backend)
             for i, start, end in zip(group, group_starts, group_ends, strict=True):
                 starts[i], ends[i] = start, end
             self.batch_sizes.append(len(group))
         return starts, ends
 
-    def _run_batch(self, batch: list[_Request]) -> None:
+    def _run_batch(self, batch: list[_Request], backend: Backend | None) -> None:
         windows = [w for request in batch for w in request.windows]
         try:
-            starts, ends = self._logits(windows)
+            starts, ends = self._logits(windows, backend)
         except BaseException as exc:  # noqa: BLE001 - delivered to the callers, never lost
             if len(batch) == 1:
                 batch[0].error = exc
                 batch[0].done.set()
                 return
             for request in batch:  # find whose input broke the shared call
-                self._run_batch([request])
+                self._run_batch([request], backend)
             return
         first = 0
         for request in batch:
@@ -269,3 +306,30 @@ class MicroBatcher:
             request.starts, request.ends = starts[first : first + n], ends[first : first + n]
             first += n
             request.done.set()
+
+
+def lane_count(backend: Backend, setting: str) -> int:
+    """Lanes for QA_MODEL_LANES: 'auto' gives one per thread of the engine's backend (at most
+    AUTO_MAX_LANES) where that backend runs calls side by side, else none; a number is taken as it is."""
+    threads = int(getattr(backend, "threads", 1) or 1)
+    side_by_side = backend.name in SIDE_BY_SIDE_BACKENDS
+    if setting == "auto":
+        return min(threads, AUTO_MAX_LANES) if side_by_side and threads > 1 else 0
+    if not setting.isdigit() or not 0 <= int(setting) <= MAX_LANES:
+        raise SettingsError(f"QA_MODEL_LANES must be 'auto' or a whole number from 0 to {MAX_LANES}, not {setting!r}")
+    count = int(setting)
+    if count > 1 and not side_by_side:
+        raise SettingsError(
+            f"QA_MODEL_LANES={setting} needs a backend that runs calls side by side "
+            f"({', '.join(SIDE_BY_SIDE_BACKENDS)}), not {backend.name!r}; set QA_MODEL_LANES=0 or another QA_BACKEND"
+        )
+    return count if count > 1 else 0  # one lane would only copy the engine's backend
+
+
+def load_lanes(engine: QAEngine, count: int) -> list[Backend]:
+    """`count` more sessions of the engine's graph, each with one thread (none when count < 2)."""
+    if count < 2:
+        return []
+    if engine.model_dir is None:
+        raise SettingsError("QA_MODEL_LANES needs an engine loaded from a model directory")
+    return [load_backend(engine.backend.name, engine.model_dir, threads=1) for _ in range(count)]

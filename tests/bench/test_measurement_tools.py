@@ -66,9 +66,11 @@ def test_the_targets_compare_each_figure_in_its_own_direction():
     from bench.run import targets
 
     results = {
-        "ratios": {"throughput_c8_vs_baseline": 3.2, "throughput_c8_vs_optimum": 1.2,
+        "ratios": {"throughput_c8_vs_baseline": 3.2, "throughput_c8_vs_optimum": 1.05,
                    "service_c8_vs_engine_limit": 0.9},
-        "service": {"median_context_single_request": {"p50_ms": 12.5}, "cold_start_s": 0.8},
+        "service": {"median_context_single_request": {"p50_ms": 12.5}, "cold_start_s": 0.8,
+                    "concurrency_8": {"server_cpu_ms_per_request": 66.0}, "c8_answers_identical_to_c1": 1.0},
+        "engine_limit": {"cpu_ms_per_request": 50.0},
         "full_dev": {"f1_drop_vs_fp32": 0.29},
     }
     verdicts = {row["figure"]: row["met"] for row in targets(results)}
@@ -76,12 +78,20 @@ def test_the_targets_compare_each_figure_in_its_own_direction():
         "c8 throughput vs transformers pipeline": True,
         "c8 throughput vs Optimum ORT int8": False,
         "service c8 throughput vs engine limit": True,
+        "server CPU per answer at c8 vs the engine's": False,  # 1.32, lower is better
+        "c8 answers identical to c1 (share)": True,
         "c1 p50 ms, median-length dev context": False,  # lower is better
         "F1 drop of the served backend vs fp32 (full dev)": True,
         "cold start to ready, s": True,
     }
     del results["ratios"]["throughput_c8_vs_optimum"]  # --skip-optimum
     assert {row["figure"]: row["met"] for row in targets(results)}["c8 throughput vs Optimum ORT int8"] is None
+    reference = {"service": {"median_context_single_request": {"p50_ms": 12.0}}}
+    rows = {row["figure"]: row for row in targets(results, reference)}
+    row = rows["c1 p50 median context vs the reference run (12.0 ms)"]
+    assert (row["measured"], row["met"]) == (1.042, False)
+    reference["service"]["median_context_single_request"]["p50_ms"] = 13.0
+    assert targets(results, reference)[6]["met"] is True
 
 
 def test_the_engine_limit_is_the_faster_of_its_two_layouts(tiny_bert_dir, fixtures_dir):
@@ -94,3 +104,4 @@ def test_the_engine_limit_is_the_faster_of_its_two_layouts(tiny_bert_dir, fixtur
     assert limit["throughput_rps"] == max(layouts.values()) > 0
     assert layouts[(limit["processes"], limit["threads_per_process"])] == limit["throughput_rps"]
     assert limit["requests"] == len(examples)
+    assert all(p["cpu_ms_per_request"] > 0 for p in limit["layouts"])

@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from qa.engine import QAEngine
-from serve.batching import BatcherClosed, MicroBatcher, padding_groups
+from qa.errors import SettingsError
+from serve.batching import AUTO_MAX_LANES, BatcherClosed, MicroBatcher, lane_count, padding_groups
 
 EXAMPLES = [
     ("Where was the treaty signed?", "After long talks, the treaty was finally signed in Lisbon in 1907."),
@@ -281,3 +282,89 @@ def test_unbounded_or_negative_wait_is_refused_at_start(engine, monkeypatch, wai
     monkeypatch.setenv("QA_BATCH_MAX_WAIT_MS", wait)
     with pytest.raises(ValueError, match="QA_BATCH_MAX_WAIT_MS"):
         MicroBatcher.from_env(engine)
+
+
+# --- lanes: single-thread sessions side by side under load --------------------------------
+
+
+def test_a_call_that_starts_while_another_runs_takes_a_lane_and_a_lone_call_takes_the_engine(engine, reference):
+    lanes = [RecordingBackend(engine.backend.inner), RecordingBackend(engine.backend.inner)]
+    batcher = MicroBatcher(engine, lanes=lanes)
+    whole = engine.backend
+    whole.release.clear()
+    first = threading.Thread(target=batcher.answer, args=EXAMPLES[0])
+    first.start()
+    assert whole.entered.wait(STUCK_S)  # alone: the engine's own backend, with all its threads
+    second = batcher.answer(*EXAMPLES[1])  # while the first call is held: the other model thread's lane
+    assert [len(lane.shapes) for lane in lanes].count(1) == 1 and len(whole.shapes) == 0
+    whole.release.set()
+    first.join(STUCK_S)
+    third = batcher.answer(*EXAMPLES[2])  # alone again
+    assert len(whole.shapes) == 2
+    assert (batcher.engine_calls, sum(batcher.lane_calls)) == (2, 1)
+    for example, got in ((EXAMPLES[1], second), (EXAMPLES[2], third)):
+        assert spans([got]) == spans([reference.answer(*example)])
+    batcher.close()
+
+
+def test_lanes_answer_concurrent_callers_as_the_engine_does(engine, reference):
+    lanes = [RecordingBackend(engine.backend.inner), RecordingBackend(engine.backend.inner)]
+    batcher = MicroBatcher(engine, lanes=lanes)
+    calls = list(EXAMPLES) * 4
+    results, errors = call_in_threads([lambda q=q, c=c: batcher.answer(q, c, top_k=2) for q, c in calls])
+    assert errors == [None] * len(calls)
+    for (q, c), got in zip(calls, results, strict=True):
+        assert spans([got]) == spans([reference.answer(q, c, top_k=2)])
+    assert batcher.engine_calls + sum(batcher.lane_calls) == len(calls)
+    batcher.close()
+    assert not any(t.is_alive() for t in batcher._threads)
+
+
+def test_a_failing_lane_call_reaches_only_its_caller(engine, reference):
+    poison_id = int(engine.windower.windows(["zebra"], ["x"])[0].input_ids[1])  # after [CLS]
+    lanes = [RecordingBackend(engine.backend.inner, poison_id=poison_id) for _ in range(2)]
+    batcher = MicroBatcher(engine, lanes=lanes)
+    engine.backend.release.clear()
+    held = threading.Thread(target=batcher.answer, args=EXAMPLES[0])
+    held.start()
+    assert engine.backend.entered.wait(STUCK_S)  # the next calls go to a lane
+    with pytest.raises(FloatingPointError, match="poisoned"):
+        batcher.answer("Where is the zebra?", "The zebra is in the hall.")
+    assert spans([batcher.answer(*EXAMPLES[2])]) == spans([reference.answer(*EXAMPLES[2])])
+    engine.backend.release.set()
+    held.join(STUCK_S)
+    batcher.close()
+
+
+class _Named:
+    def __init__(self, name, threads):
+        self.name, self.threads = name, threads
+
+
+@pytest.mark.parametrize(
+    ("name", "threads", "setting", "expected"),
+    [
+        ("onnx-int8", 2, "auto", 2),
+        ("openvino-int8", 2, "auto", 2),
+        ("onnx-int8", 16, "auto", AUTO_MAX_LANES),
+        ("onnx-int8", 1, "auto", 0),  # one core: nothing to run side by side
+        ("torch", 2, "auto", 0),  # torch's threads are one process-wide setting
+        ("onnx-fp32", 2, "3", 3),
+        ("onnx-int8", 2, "1", 0),  # one lane would only copy the engine's backend
+        ("onnx-int8", 2, "0", 0),
+        ("torch", 2, "0", 0),
+    ],
+)
+def test_lane_count_follows_the_backend_and_its_threads(name, threads, setting, expected):
+    assert lane_count(_Named(name, threads), setting) == expected
+
+
+@pytest.mark.parametrize(("name", "setting", "message"), [
+    ("onnx-int8", "two", "QA_MODEL_LANES must be 'auto' or a whole number from 0 to 64, not 'two'"),
+    ("onnx-int8", "-1", "not '-1'"),
+    ("onnx-int8", "65", "not '65'"),
+    ("torch", "2", "QA_MODEL_LANES=2 needs a backend that runs calls side by side"),
+])
+def test_bad_lane_settings_are_refused_with_the_value(name, setting, message):
+    with pytest.raises(SettingsError, match=message):
+        lane_count(_Named(name, 2), setting)

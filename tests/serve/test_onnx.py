@@ -186,6 +186,25 @@ def test_session_uses_the_requested_threads(onnx_bert_dir):
     assert backend.session.get_session_options().intra_op_num_threads == 1
 
 
+def test_the_batcher_loads_a_single_thread_session_per_lane_that_answers_like_the_engine(onnx_bert_dir, monkeypatch):
+    from serve.batching import MicroBatcher
+
+    engine = QAEngine.from_model_dir(onnx_bert_dir, backend=ONNX_INT8, threads=2)
+    monkeypatch.delenv("QA_MODEL_LANES", raising=False)
+    batcher = MicroBatcher.from_env(engine)
+    assert len(batcher.lanes) == 2
+    assert all(lane.name == ONNX_INT8 for lane in batcher.lanes)
+    assert [lane.session.get_session_options().intra_op_num_threads for lane in batcher.lanes] == [1, 1]
+    questions, contexts = zip(*EXAMPLES, strict=True)
+    windows = engine.windower.windows(list(questions), list(contexts))
+    whole, lane = engine.window_logits(windows), engine.window_logits(windows, backend=batcher.lanes[0])
+    for a, b in zip(whole[0] + whole[1], lane[0] + lane[1], strict=True):
+        assert (a == b).all()  # the same graph gives the same logits on one thread as on two
+    batcher.close()
+    monkeypatch.setenv("QA_MODEL_LANES", "0")
+    assert MicroBatcher.from_env(engine).lanes == ()
+
+
 # --- the runtime image has no torch -----------------------------------------------------------
 
 
