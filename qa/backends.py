@@ -174,7 +174,7 @@ class OpenVinoBackend:
             compiled = openvino.Core().compile_model(
                 str(path),
                 "CPU",
-                # One model call at a time per worker (the micro-batcher), on threads = its cores.
+                # One call at a time per compiled model (the micro-batcher), on the threads it was given.
                 # f32 for the ops left unquantised: OpenVINO's default is bf16 on CPUs with avx512_bf16
                 # or AMX, which would serve other numbers than a gate run on another CPU measured.
                 {

@@ -2,8 +2,8 @@
 
 `MicroBatcher(engine)` has the engine's `answer_many` / `answer` interface. Each caller
 tokenises and decodes its own request in its own thread (so a bad request fails only its
-caller); only the model call is shared. One background thread runs the model: it takes the
-first queued request and adds more until `max_batch_size` windows are collected or
+caller); only the model call is shared. A background model thread (one per lane, below) takes
+the first queued request and adds more until `max_batch_size` windows are collected or
 `max_wait_ms` has passed, whichever comes first. It waits only while another caller is
 known to be on its way (tokenising), so a lone request never pays the wait. The collected
 windows are split into groups of similar length (`max_padding`) and each group is padded to
@@ -17,7 +17,8 @@ thread per lane: a call that starts while another call runs, or while requests w
 its thread's lane, so the cores run single-thread calls side by side; a call that starts with
 the worker otherwise idle takes the engine's backend and all the cores. Each session owns its
 threads, so calls never fight over threads, and a window's logits do not depend on which
-session computed them. With dynamic int8 quantisation the activation scale is computed over
+session computed them (bitwise equal for ONNX Runtime and OpenVINO in the tests and on the CPUs
+measured). With dynamic int8 quantisation the activation scale is computed over
 the whole batch, so a request's logits can depend slightly on what it was batched with;
 max_batch_size=1 makes answers independent of other traffic.
 
@@ -46,8 +47,8 @@ from qa.windowing import Window
 # Measured on the 2-core target with MiniLM int8 (bench/README.md): combining requests did not
 # pay (concurrency 8: 80 rps at up to 4 windows per call vs 86 at 1, more CPU per answer)
 # because padded tokens cost as much as real ones and the int8 GEMMs gain little from more
-# rows, and it made int8 answers depend on other traffic. So by default the batcher only serialises model calls; raise
-# QA_BATCH_MAX_SIZE on machines with more cores per worker.
+# rows, and it made int8 answers depend on other traffic. So by default each model call reads one
+# window; raise QA_BATCH_MAX_SIZE on machines with more cores per worker.
 DEFAULT_MAX_BATCH_SIZE = 1
 DEFAULT_MAX_WAIT_MS = 2.0
 DEFAULT_MAX_PADDING = 0.25
@@ -114,7 +115,12 @@ class MicroBatcher:
         self.max_wait_s = max_wait_ms / 1000.0
         self._queue: deque[_Request] = deque()
         self._arriving = 0  # callers between entering answer_many and queueing their windows
+        # Model thread 0 waits on _cond, the other lanes' threads on _spare (one lock): a request
+        # wakes thread 0 when it is free, so a lone call always runs on the same thread, as without
+        # lanes; the spare threads take the work that arrives while thread 0 is busy.
         self._cond = threading.Condition()
+        self._spare = threading.Condition(self._cond._lock)  # type: ignore[attr-defined]
+        self._first_waiting = False
         self._closed = False
         # Side-by-side backends, one per model thread; without them one thread runs every call.
         self.lanes: tuple[Backend, ...] = tuple(lanes)
@@ -179,7 +185,7 @@ class MicroBatcher:
                 self._check_open()
                 self._ensure_worker()
                 self._queue.append(request)
-                self._cond.notify_all()
+                self._wake_one()
             request.done.wait()
             if request.error is not None:
                 raise request.error
@@ -196,7 +202,7 @@ class MicroBatcher:
         """Finish queued requests, then stop the model thread; later calls raise BatcherClosed."""
         with self._cond:
             self._closed = True
-            self._cond.notify_all()
+            self._wake_all()
             threads = list(self._threads)
         for thread in threads:
             if thread is not None and thread.is_alive() and thread is not threading.current_thread():
@@ -216,7 +222,19 @@ class MicroBatcher:
     def _arrived(self) -> None:
         with self._cond:
             self._arriving -= 1
-            self._cond.notify_all()
+            self._wake_all()
+
+    def _wake_one(self) -> None:
+        """For a queued request (the lock is held): model thread 0 if it waits for work, else a spare
+        one; thread 0 is woken too, in case it is collecting company for its call."""
+        if not self._first_waiting:
+            self._spare.notify()
+        self._first_waiting = False  # a request queued before thread 0 runs goes to a spare
+        self._cond.notify()
+
+    def _wake_all(self) -> None:
+        self._cond.notify_all()
+        self._spare.notify_all()
 
     def _ensure_worker(self) -> None:
         # Threads do not survive fork: a gunicorn worker forked after the first request starts its own.
@@ -233,11 +251,16 @@ class MicroBatcher:
 
         Also picks the backend: the engine's own (None) when no other call runs and nobody waits,
         else this thread's lane."""
+        waiter = self._cond if lane == 0 else self._spare
         with self._cond:
             while not self._queue:
                 if self._closed:
                     return None
-                self._cond.wait()
+                if lane == 0:
+                    self._first_waiting = True
+                waiter.wait()
+                if lane == 0:
+                    self._first_waiting = False
             batch = [self._queue.popleft()]
             size = len(batch[0].windows)
             deadline = time.monotonic() + self.max_wait_s
@@ -252,7 +275,7 @@ class MicroBatcher:
                 remaining = deadline - time.monotonic()
                 if self._arriving == 0 or remaining <= 0 or self._closed:
                     break
-                self._cond.wait(remaining)
+                waiter.wait(remaining)
             alone = self._busy == 0 and not self._queue and self._arriving == 0
             self._busy += 1
             if not self.lanes or alone:

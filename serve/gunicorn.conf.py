@@ -5,8 +5,8 @@
 Environment (all optional):
     HOST, PORT                  bind address (default 127.0.0.1:8000; containers set HOST=0.0.0.0)
     WEB_CONCURRENCY             worker processes, each loads the model once (default 1)
-    GUNICORN_THREADS            threads per worker (default 8; the micro-batcher runs one model call at a
-                                time, so threads queue for the model while probes and /metrics answer)
+    GUNICORN_THREADS            threads per worker (default 8; the micro-batcher runs the model calls, so
+                                threads queue for the model while probes and /metrics answer)
     GUNICORN_TIMEOUT            seconds a worker may stay silent before it is killed and replaced (default 60)
     GUNICORN_GRACEFUL_TIMEOUT   seconds to finish in-flight requests after SIGTERM (default 30)
     GUNICORN_KEEPALIVE          seconds to hold an idle keep-alive connection (default 5)
@@ -14,6 +14,9 @@ Environment (all optional):
     GUNICORN_LOGLEVEL           error-log level (default info)
     QA_THREADS                  model (ONNX Runtime or torch) intra-op threads per worker (default: CPU
                                 cores / workers)
+    QA_MODEL_LANES              single-thread sessions that run model calls side by side under load
+                                (default auto: one per QA_THREADS, at most 4; 0 turns them off;
+                                serve/batching.py)
     PROMETHEUS_MULTIPROC_DIR    where workers share metrics (default: a fresh temporary directory)
     plus the QA_* variables of serve/settings.py.
 
@@ -47,10 +50,8 @@ try:
     _host = os.environ.get("HOST") or "127.0.0.1"
     _port = env_int(os.environ, "PORT", 8000, minimum=0, maximum=65535)
     workers = env_int(os.environ, "WEB_CONCURRENCY", 1, minimum=1, maximum=64)
-    # Measured on 2 cores (MiniLM int8, bench/README.md): 1 worker x 8 threads + micro-batcher
-    # answers a lone request in 10.7 ms p50 (2 workers: 14.5-16.3) with 260 MB (2 workers: 450)
-    # and the best p99 at concurrency 8; 2 workers x 4 threads give ~30% more throughput at
-    # concurrency 8 (113 vs 86 rps): WEB_CONCURRENCY=2 GUNICORN_THREADS=4 for bulk traffic.
+    # One worker: a lone request gets every core, and under load the micro-batcher's lanes run a
+    # single-thread model call per core, which is what a worker per core would give (bench/README.md).
     threads = env_int(os.environ, "GUNICORN_THREADS", 8, minimum=1, maximum=256)
     timeout = env_int(os.environ, "GUNICORN_TIMEOUT", 60, minimum=1)
     graceful_timeout = env_int(os.environ, "GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=0)

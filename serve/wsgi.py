@@ -5,7 +5,8 @@ models/minilm-l6-squad) and QA_BACKEND (default auto: onnx-int8 once its gate pa
 onnx-fp32 if exported, else torch) pick the model. Importing this module loads the model and
 answers a warm-up question, once per gunicorn worker. Requests go through the micro-batcher
 (serve/batching.py): QA_BATCH_MAX_SIZE (windows per model call, default 1),
-QA_BATCH_MAX_WAIT_MS (default 2), QA_BATCH_MAX_PADDING (default 0.25).
+QA_BATCH_MAX_WAIT_MS (default 2), QA_BATCH_MAX_PADDING (default 0.25), QA_MODEL_LANES (default
+auto: a single-thread session per core, used side by side under load).
 
 To serve through another engine, change `build_engine`:
 anything with `answer_many(questions, contexts, **options)` (qa.engine.Answerer) works.
@@ -28,8 +29,9 @@ def build_engine(settings: Settings) -> Answerer:
     from serve.batching import MicroBatcher
 
     engine = QAEngine.from_model_dir(settings.model_dir, backend=settings.backend)
-    # One model call at a time per worker, so request threads never fight over the cores the
-    # model's threads own; requests arriving together can share a call (QA_BATCH_MAX_SIZE).
+    # The batcher owns the model calls: one on every core when the worker is idle, one per core
+    # side by side under load (QA_MODEL_LANES), so calls never fight over threads; requests
+    # arriving together can share a call (QA_BATCH_MAX_SIZE).
     return MicroBatcher.from_env(engine)
 
 

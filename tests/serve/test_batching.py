@@ -307,6 +307,25 @@ def test_a_call_that_starts_while_another_runs_takes_a_lane_and_a_lone_call_take
     batcher.close()
 
 
+def test_lone_calls_all_run_on_the_first_model_thread(engine):
+    # As without lanes: one thread keeps the engine's session (and its cores' caches) warm.
+    threads_used = []
+    whole = engine.backend
+
+    def spy(inputs):
+        threads_used.append(threading.current_thread().name)
+        return whole(inputs)
+
+    spy.name, spy.input_names = whole.name, whole.input_names
+    engine.backend = spy
+    batcher = MicroBatcher(engine, lanes=[RecordingBackend(whole.inner), RecordingBackend(whole.inner)])
+    for example in EXAMPLES * 2:
+        batcher.answer(*example)
+    assert len(threads_used) >= len(EXAMPLES) * 2
+    assert set(threads_used) == {"qa-model-0"}
+    batcher.close()
+
+
 def test_lanes_answer_concurrent_callers_as_the_engine_does(engine, reference):
     lanes = [RecordingBackend(engine.backend.inner), RecordingBackend(engine.backend.inner)]
     batcher = MicroBatcher(engine, lanes=lanes)
