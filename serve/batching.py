@@ -115,12 +115,12 @@ class MicroBatcher:
         self.max_wait_s = max_wait_ms / 1000.0
         self._queue: deque[_Request] = deque()
         self._arriving = 0  # callers between entering answer_many and queueing their windows
-        # Model thread 0 waits on _cond, the other lanes' threads on _spare (one lock): a request
-        # wakes thread 0 when it is free, so a lone call always runs on the same thread, as without
-        # lanes; the spare threads take the work that arrives while thread 0 is busy.
+        # Model thread 0 waits on _cond, the other lanes' threads on _spare (one lock). The spare
+        # threads take work only while thread 0 runs a call, so a lone call always runs on thread 0,
+        # as without lanes.
         self._cond = threading.Condition()
         self._spare = threading.Condition(self._cond._lock)  # type: ignore[attr-defined]
-        self._first_waiting = False
+        self._first_busy = False
         self._closed = False
         # Side-by-side backends, one per model thread; without them one thread runs every call.
         self.lanes: tuple[Backend, ...] = tuple(lanes)
@@ -225,11 +225,10 @@ class MicroBatcher:
             self._wake_all()
 
     def _wake_one(self) -> None:
-        """For a queued request (the lock is held): model thread 0 if it waits for work, else a spare
-        one; thread 0 is woken too, in case it is collecting company for its call."""
-        if not self._first_waiting:
+        """For a queued request (the lock is held): a spare model thread while thread 0 runs a call;
+        thread 0 in any case (it takes the request when free, or adds it to the call it collects)."""
+        if self._first_busy:
             self._spare.notify()
-        self._first_waiting = False  # a request queued before thread 0 runs goes to a spare
         self._cond.notify()
 
     def _wake_all(self) -> None:
@@ -251,16 +250,15 @@ class MicroBatcher:
 
         Also picks the backend: the engine's own (None) when no other call runs and nobody waits,
         else this thread's lane."""
-        waiter = self._cond if lane == 0 else self._spare
+        first = lane == 0
+        waiter = self._cond if first else self._spare
         with self._cond:
-            while not self._queue:
-                if self._closed:
+            while not (self._queue and (first or self._first_busy)):
+                if self._closed and (not first or not self._queue):
                     return None
-                if lane == 0:
-                    self._first_waiting = True
                 waiter.wait()
-                if lane == 0:
-                    self._first_waiting = False
+            if first:
+                self._first_busy = True
             batch = [self._queue.popleft()]
             size = len(batch[0].windows)
             deadline = time.monotonic() + self.max_wait_s
@@ -278,6 +276,8 @@ class MicroBatcher:
                 waiter.wait(remaining)
             alone = self._busy == 0 and not self._queue and self._arriving == 0
             self._busy += 1
+            if first and self._queue:
+                self._spare.notify()  # what thread 0 left in the queue goes to a spare thread
             if not self.lanes or alone:
                 self.engine_calls += 1
                 return batch, None
@@ -295,6 +295,8 @@ class MicroBatcher:
             finally:  # never leave a caller waiting forever
                 with self._cond:
                     self._busy -= 1
+                    if lane == 0:
+                        self._first_busy = False
                 for request in batch:
                     if not request.done.is_set():
                         request.error = RuntimeError("the micro-batcher failed to answer this request")
