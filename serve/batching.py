@@ -55,7 +55,7 @@ DEFAULT_MAX_PADDING = 0.25
 # Waiting longer than this for company never pays; an unbounded wait would stall the model thread.
 MAX_WAIT_LIMIT_MS = 60_000.0
 # QA_MODEL_LANES=auto: a single-thread lane per core the worker's backend uses, at most this many
-# (each lane is one more session of the graph in memory: about 30 MB for MiniLM int8).
+# (each lane is one more session of the graph in memory: about 100 MB of RSS for MiniLM int8).
 AUTO_MAX_LANES = 4
 MAX_LANES = 64
 
@@ -118,8 +118,9 @@ class MicroBatcher:
         # Model thread 0 waits on _cond, the other lanes' threads on _spare (one lock). The spare
         # threads take work only while thread 0 runs a call, so a lone call always runs on thread 0,
         # as without lanes.
-        self._cond = threading.Condition()
-        self._spare = threading.Condition(self._cond._lock)  # type: ignore[attr-defined]
+        lock = threading.RLock()  # Condition's own default
+        self._cond = threading.Condition(lock)
+        self._spare = threading.Condition(lock)
         self._first_busy = False
         self._closed = False
         # Side-by-side backends, one per model thread; without them one thread runs every call.
