@@ -222,10 +222,14 @@ def ort_session(path: Path, threads: int):
 
 
 def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota.
+
+    The quota is what `docker run --cpus`, Kubernetes limits and Cloud Run set; affinity alone
+    shows every core of the host and would start a thread per core on a 1-CPU container.
+    """
+    from joblib.externals.loky import cpu_count  # ~0.1 s to import: only where threads are chosen
+
+    return cpu_count()
 
 
 def cores_per_worker() -> int:
