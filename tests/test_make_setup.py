@@ -32,7 +32,7 @@ def _make_setup(workdir: Path, python3: str) -> subprocess.CompletedProcess:
 def test_required_version_is_read_from_pyproject():
     pyproject = (ROOT / "pyproject.toml").read_text()
     required = re.search(r'requires-python = ">=(\d+\.\d+),<', pyproject).group(1)
-    assert required == "%d.%d" % sys.version_info[:2], "the suite itself runs on the required version"
+    assert required == f"{sys.version_info.major}.{sys.version_info.minor}", "the suite runs on the required version"
 
 
 @pytest.mark.parametrize("version", ["3.12", "3.10"])
