@@ -49,8 +49,9 @@ setup:  ## create .venv with pinned dependencies and the MiniLM base model: make
 test:  ## run the whole test suite (offline)
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
 
-lint:  ## static checks (ruff; make delivery-lint covers the Dockerfile, workflow and manifests)
+lint:  ## static checks (ruff; docs and comments name no work session or issue; make delivery-lint covers the Dockerfile, workflow and manifests)
 	$(PYTHON) -m ruff check qa serve train tests bench tools docker
+	$(PYTHON) tools/check_wording.py
 
 train:  ## fine-tune: make train CONFIG=configs/smoke.yaml [RESUME=1] [MAX_MINUTES=n]
 	$(PYTHON) -m train.train --config $(CONFIG) $(if $(RESUME),--resume) $(if $(MAX_MINUTES),--max-minutes $(MAX_MINUTES))
