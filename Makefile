@@ -145,16 +145,18 @@ audit:  ## pip-audit of .venv against the PyPI vulnerability service; fails on f
 	$(PYTHON) tools/audit.py --timeout $(AUDIT_TIMEOUT)
 
 IMAGE ?= squad-qa:local
-# The docker-* targets start a private engine when none runs (docker/engine.sh; stop it with docker-stop).
-DOCKER_ENV = engine="$$(docker/engine.sh start)" && eval "$$engine" &&
+# The docker-* targets use the Docker engine that answers `docker info` (yours: Docker Desktop,
+# docker-ce, your DOCKER_HOST) with the official python:3.11-slim-bookworm base; only when none
+# answers do they start a private one (docker/engine.sh choose; QA_DOCKER_ENGINE=auto|system|own).
+DOCKER_ENV = engine="$$(docker/engine.sh choose)" && eval "$$engine" &&
 
-docker-build:  ## CPU serving image with MODEL baked in (ONNX, no torch): make docker-build [MODEL=dir] [IMAGE=tag]
+docker-build:  ## CPU serving image with MODEL baked in (ONNX, no torch): make docker-build [MODEL=dir] [IMAGE=tag] [PLATFORM=linux/amd64]
 	$(DOCKER_ENV) MODEL=$(MODEL) IMAGE=$(IMAGE) docker/build.sh
 
 docker-smoke:  ## run IMAGE on loopback, wait for /readyz, ask a question, check non-root, remove it: make docker-smoke [IMAGE=tag]
 	$(DOCKER_ENV) IMAGE=$(IMAGE) docker/smoke.sh
 
-docker-stop:  ## stop the engine that the docker-* targets started
+docker-stop:  ## stop the private engine the docker-* targets started (never an engine of yours)
 	docker/engine.sh stop
 
 delivery-lint:  ## hadolint the Dockerfile, actionlint the workflow, schema-check deploy/ offline

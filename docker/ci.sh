@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The image's CI step (.ci/run and .github/workflows/ci.yml call it):
 #   1. lint: hadolint docker/Dockerfile, actionlint the workflow, schema-check deploy/ (docker/lint.sh)
-#   2. start a private Docker engine (docker/engine.sh: installs docker.io + debootstrap if missing,
-#      imports local/debian:bookworm) unless QA_DOCKER_ENGINE=system (use the host's engine)
+#   2. pick the engine with docker/engine.sh choose, as make docker-build does. QA_DOCKER_ENGINE:
+#        own (default here: the build machines reach no image registry): the private engine (installs
+#            docker.io + debootstrap if missing, imports local/debian:bookworm)
+#        system (GitHub): the host's engine and python:3.11-slim-bookworm; fails if none answers
+#        auto: the host's engine when one answers, else the private one
 #   3. build the image with MODEL baked in (docker/build.sh)
 #   4. smoke-test it (docker/smoke.sh)
-#   5. stop the engine it started, pass or fail
+#   5. stop the private engine, pass or fail (never the host's)
 #
 # MODEL defaults to the shipped models/minilm-l6-squad; when that directory is absent (it is
 # trained separately), a tiny random model is made so the packaging is still tested end to end,
@@ -37,13 +40,12 @@ elif [[ "$(realpath -m "$MODEL")" == "$(realpath -m "$SHIPPED")" ]]; then
     export EXPECT="${EXPECT-1894}"
 fi
 
-if [[ "$ENGINE" == own ]]; then
-    trap 'docker/engine.sh stop' EXIT
-    engine="$(docker/engine.sh start)"
-    eval "$engine"
-else
-    export BASE_IMAGE="${BASE_IMAGE:-python:3.11-slim-bookworm}"
-fi
+# stop acts only on the private dockerd's PID file. Until the choice is made QA_DOCKER_ENGINE holds
+# the request, then what was chosen (own or system).
+export QA_DOCKER_ENGINE="$ENGINE"
+trap '[[ "$QA_DOCKER_ENGINE" == system ]] || docker/engine.sh stop' EXIT
+engine="$(docker/engine.sh choose)"
+eval "$engine"
 
 MODEL="$MODEL" docker/build.sh
 docker/smoke.sh

@@ -9,15 +9,27 @@
 #   SMOKE_PORT     host port on 127.0.0.1 (default: a free one)
 #   READY_TIMEOUT  seconds to wait for /readyz (default 180)
 #   EXPECT         exact answer text to require (default: any span of the context)
+#   DOCKER_CLI, DOCKER_HOST  from `eval "$(docker/engine.sh choose)"` (make docker-smoke does it);
+#                  run alone, this script asks `docker/engine.sh choose --dry-run`
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [[ -z "${DOCKER_CLI:-}" ]]; then
+    choice="$(docker/engine.sh choose --dry-run)"
+    eval "$choice"
+fi
 
 IMAGE="${IMAGE:-squad-qa:local}"
 READY_TIMEOUT="${READY_TIMEOUT:-180}"
 EXPECT="${EXPECT:-}"
-DOCKER=/usr/bin/docker
-[[ -x "$DOCKER" ]] || DOCKER="$(command -v docker)"
+DOCKER="$DOCKER_CLI"
 PY="$(command -v python3)"
+# Portable beyond GNU date (Docker Desktop on macOS).
+now_ms() {
+    local t
+    t="$(date +%s%3N)"
+    [[ "$t" =~ ^[0-9]+$ ]] && echo "$t" || echo $(($(date +%s) * 1000))
+}
 
 "$DOCKER" image inspect "$IMAGE" >/dev/null \
     || { echo "error: no image $IMAGE; run make docker-build" >&2; exit 1; }
@@ -34,7 +46,7 @@ fail() {
 cleanup() { "$DOCKER" rm -f "$name" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
-began_ms=$(date +%s%3N)
+began_ms=$(now_ms)
 "$DOCKER" run -d --name "$name" -p "127.0.0.1:$port:8000" "$IMAGE" >/dev/null
 echo "smoke: started $name from $IMAGE on $url"
 
@@ -42,10 +54,10 @@ echo "smoke: started $name from $IMAGE on $url"
 until "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url/readyz" 2>/dev/null; do
     [[ "$("$DOCKER" inspect -f '{{.State.Running}}' "$name")" == true ]] \
         || fail "container exited with status $("$DOCKER" inspect -f '{{.State.ExitCode}}' "$name") before ready"
-    (( $(date +%s%3N) - began_ms < READY_TIMEOUT * 1000 )) || fail "not ready after ${READY_TIMEOUT}s"
+    (( $(now_ms) - began_ms < READY_TIMEOUT * 1000 )) || fail "not ready after ${READY_TIMEOUT}s"
     sleep 0.25
 done
-ready_ms=$(( $(date +%s%3N) - began_ms ))
+ready_ms=$(( $(now_ms) - began_ms ))
 
 # A question whose context is written here (no dataset text in the repo).
 "$PY" - "$url" "$EXPECT" <<'EOF' || fail "answer check"
