@@ -5,6 +5,9 @@
 #   actionlint          .github/workflows/*.yml (and, through shellcheck, their run: scripts)
 #   kubernetes-validate deploy/*.yaml against the Kubernetes schemas bundled in the package (strict:
 #                       unknown fields fail), plus docker/check_deploy.py for what schemas cannot see
+#   check_deploy.py     also deploy/cloudrun/service.yaml (Cloud Run's Knative Service) and render.yaml
+#                       (Render Blueprint): structure, probes on real routes of serve/app.py, 512 MB
+#                       sizing, env names serve/ and qa/ read (no schema of either is installable)
 # The tools are pinned in pyproject.toml (dev group); missing ones are installed at those pins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,5 +43,6 @@ for file in deploy/*.yaml; do
     [[ "$(basename "$file")" == kustomization.yaml ]] || manifests+=("$file")
 done
 "$BIN/kubernetes-validate" --strict -k "$K8S_VERSION" "${manifests[@]}"
+echo "lint: check_deploy.py deploy/, deploy/cloudrun/service.yaml, render.yaml"
 "$PYTHON" docker/check_deploy.py deploy
 echo "lint: OK"
