@@ -18,7 +18,7 @@ export SQUAD_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test lint train recover evaluate calibrate score gate package card tune export export-openvino serve dev track mlflow-ui analyze bench bench-setup parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
+.PHONY: help setup test test-slow lint train recover evaluate calibrate score gate package card tune export export-openvino serve dev track mlflow-ui analyze bench bench-setup parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
 
 help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,8 +46,11 @@ setup:  ## create .venv with pinned dependencies and the MiniLM base model: make
 		$(PYTHON) -m train.export --model $(SHIPPED); fi
 	# Its static-int8 OpenVINO graph is committed instead: calibration depends on the CPU's float kernels.
 
-test:  ## run the whole test suite (offline)
-	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q
+test:  ## the fast tier, offline (~2 min on 2 cores): code, data, serving, hardening and model tests; make test-slow runs the rest
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -m "not slow"
+
+test-slow:  ## the slow tier, offline (~11 min on 2 cores): training runs, long fuzzing, gunicorn load and fault tests, the browser
+	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -m slow
 
 lint:  ## static checks (ruff; docs and comments name no work session or issue; make delivery-lint covers the Dockerfile, workflow and manifests)
 	$(PYTHON) -m ruff check qa serve train tests bench tools docker
