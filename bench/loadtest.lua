@@ -21,12 +21,28 @@ local pairs_ = {
 }
 
 local function json_string(s)
-  return '"' .. s:gsub('\\', '\\\\'):gsub('"', '\\"') .. '"'
+  return '"' .. s:gsub('\\', '\\\\'):gsub('"', '\\"'):gsub('\n', '\\n') .. '"'
 end
 
+-- init(args): `wrk ... -- N` pads each context to N characters with the other paragraphs (a long
+-- document whose answer lies in its first paragraph); no argument keeps the single paragraphs.
 local bodies = {}
-for i, qc in ipairs(pairs_) do
-  bodies[i] = '{"question": ' .. json_string(qc[1]) .. ', "context": ' .. json_string(qc[2]) .. '}'
+local function build_bodies(context_chars)
+  for i, qc in ipairs(pairs_) do
+    local context = qc[2]
+    local j = i
+    while context_chars and #context < context_chars do
+      j = j % #pairs_ + 1
+      context = context .. "\n\n" .. pairs_[j][2]
+    end
+    if context_chars then context = context:sub(1, context_chars) end
+    bodies[i] = '{"question": ' .. json_string(qc[1]) .. ', "context": ' .. json_string(context) .. '}'
+  end
+end
+build_bodies(nil)
+
+init = function(args)
+  if args[1] then build_bodies(tonumber(args[1])) end
 end
 
 wrk.method = "POST"
