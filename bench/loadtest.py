@@ -47,6 +47,24 @@ class LoadTestError(RuntimeError):
 # ---------------------------------------------------------------- the server
 
 
+def poll_readyz(server: Server | Container, started: float) -> None:
+    """Until /readyz answers 200 (START_TIMEOUT_S after `started`); a server that exits is an error."""
+    while time.monotonic() - started < START_TIMEOUT_S:
+        if not server.alive():
+            raise LoadTestError(f"the server exited before it was ready:\n{server.recent_log()}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            connection.request("GET", "/readyz")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            connection.close()
+        time.sleep(0.2)  # polling /readyz
+    raise LoadTestError(f"the server never became ready:\n{server.recent_log()}")
+
+
 class Server:
     def __init__(self, model: Path, backend: str, workers: int, threads: int) -> None:
         env = {
@@ -86,20 +104,8 @@ class Server:
         started = time.monotonic()
         if not self._listening.wait(START_TIMEOUT_S) or self.port is None:
             raise LoadTestError("gunicorn did not start:\n" + "".join(self.log[-20:]))
-        while time.monotonic() - started < START_TIMEOUT_S:
-            if self.process.poll() is not None:
-                raise LoadTestError(f"gunicorn exited with {self.process.returncode}:\n" + "".join(self.log[-20:]))
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                connection.request("GET", "/readyz")
-                if connection.getresponse().status == 200:
-                    return time.monotonic() - started
-            except OSError:
-                pass
-            finally:
-                connection.close()
-            time.sleep(0.2)  # polling /readyz
-        raise LoadTestError("gunicorn never became ready")
+        poll_readyz(self, started)
+        return time.monotonic() - started
 
     def readyz(self) -> dict:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
@@ -177,21 +183,8 @@ class Container:
 
     def wait_ready(self) -> float:
         started = time.monotonic()
-        while time.monotonic() - started < START_TIMEOUT_S:
-            if not self.alive():
-                raise LoadTestError(f"the container exited with {self._inspect('{{.State.ExitCode}}')}:\n"
-                                    + self.recent_log())
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                connection.request("GET", "/readyz")
-                if connection.getresponse().status == 200:
-                    return time.monotonic() - started
-            except OSError:
-                pass
-            finally:
-                connection.close()
-            time.sleep(0.2)  # polling /readyz
-        raise LoadTestError("the container never became ready:\n" + self.recent_log())
+        poll_readyz(self, started)
+        return time.monotonic() - started
 
     readyz = Server.readyz
 

@@ -5,11 +5,12 @@ Every import counts, including those inside functions (lazy imports are still de
 
 from __future__ import annotations
 
-import ast
 import graphlib
 from pathlib import Path
 
 import pytest
+
+from tools import source_imports
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("qa", "serve", "train")
@@ -24,17 +25,7 @@ def module_name(path: Path, root: Path) -> str:
 
 def first_party_imports(path: Path) -> set[str]:
     """Modules of PACKAGES that `path` imports, anywhere in the file."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from qa import backends` imports the module qa.backends.
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        found.update(n for n in names if n.split(".")[0] in PACKAGES)
-    return found
+    return source_imports.first_party_imports(path, PACKAGES)
 
 
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:

@@ -14,7 +14,6 @@ change of the model, the code or the data, and the record names the machine it w
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import json
 import platform
@@ -22,6 +21,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+try:
+    from tools.source_imports import first_party_imports
+except ImportError:  # run as a script: tools/ itself is on sys.path
+    from source_imports import first_party_imports
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = "models/minilm-l6-squad"
@@ -39,22 +43,13 @@ def _imported_train_modules(entry: Path, root: Path) -> set[Path]:
         if path in seen or not path.is_file():
             continue
         seen.add(path)
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-            else:
-                continue
-            for name in names:
-                parts = name.split(".")
-                if parts[0] != "train":
-                    continue
-                module = root.joinpath(*parts)
-                # Importing train.metrics.squad_v1 also runs train/__init__.py and train/metrics/__init__.py.
-                pending += [module.with_suffix(".py")] + [
-                    root.joinpath(*parts[:depth], "__init__.py") for depth in range(1, len(parts) + 1)
-                ]
+        for name in first_party_imports(path, {"train"}):
+            parts = name.split(".")
+            module = root.joinpath(*parts)
+            # Importing train.metrics.squad_v1 also runs train/__init__.py and train/metrics/__init__.py.
+            pending += [module.with_suffix(".py")] + [
+                root.joinpath(*parts[:depth], "__init__.py") for depth in range(1, len(parts) + 1)
+            ]
     return seen
 
 
