@@ -49,3 +49,5 @@ eval "$engine"
 
 MODEL="$MODEL" docker/build.sh
 docker/smoke.sh
+# A free host tells the container its port: Cloud Run sets PORT=8080.
+CONTAINER_PORT=8080 docker/smoke.sh

@@ -7,6 +7,8 @@
 # time to ready and memory, then removes the container.
 #   IMAGE          default squad-qa:local
 #   SMOKE_PORT     host port on 127.0.0.1 (default: a free one)
+#   CONTAINER_PORT the $PORT the container is told to listen on, as a host sets it (default: unset,
+#                  the image's 8000; Cloud Run sets 8080, Render 10000)
 #   READY_TIMEOUT  seconds to wait for /readyz (default 180)
 #   EXPECT         exact answer text to require (default: any span of the context)
 #   DOCKER_CLI, DOCKER_HOST  from `eval "$(docker/engine.sh choose)"` (make docker-smoke does it);
@@ -47,8 +49,10 @@ cleanup() { "$DOCKER" rm -f "$name" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 began_ms=$(now_ms)
-"$DOCKER" run -d --name "$name" -p "127.0.0.1:$port:8000" "$IMAGE" >/dev/null
-echo "smoke: started $name from $IMAGE on $url"
+port_args=(-p "127.0.0.1:$port:8000")
+[[ -n "${CONTAINER_PORT:-}" ]] && port_args=(-e "PORT=$CONTAINER_PORT" -p "127.0.0.1:$port:$CONTAINER_PORT")
+"$DOCKER" run -d --name "$name" "${port_args[@]}" "$IMAGE" >/dev/null
+echo "smoke: started $name from $IMAGE on $url (container port ${CONTAINER_PORT:-8000})"
 
 # The first request right after `docker run` can get an empty reply, so poll until 200.
 until "$PY" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url/readyz" 2>/dev/null; do
