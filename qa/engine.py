@@ -20,6 +20,7 @@ from qa.decoding import Answer, decode_example
 from qa.errors import ModelLoadError
 from qa.model_dir import CONFIG_FILE, TOKENIZER_FILE, load_params
 from qa.params import AnswerOptions, InferenceParams
+from qa.ranking import bm25_scores, window_text, windows_to_read
 from qa.windowing import Window, Windower
 
 WINDOWER_CACHE_SIZE = 8
@@ -98,6 +99,23 @@ class QAEngine:
                 self._windowers.popitem(last=False)
         return windower
 
+    def windows(self, questions: Sequence[str], contexts: Sequence[str], params: InferenceParams) -> list[Window]:
+        """The windows the model reads for each pair: all of them, or for a context of more than
+        params.max_windows windows the best by BM25 against the question (qa/ranking.py)."""
+        windows = self.windower_for(params).windows(questions, contexts)
+        if not params.max_windows or len(windows) <= params.max_windows:
+            return windows
+        by_example: list[list[Window]] = [[] for _ in contexts]
+        for window in windows:
+            by_example[window.example_index].append(window)
+        kept: list[Window] = []
+        for example, own in enumerate(by_example):
+            if len(own) > params.max_windows:
+                scores = bm25_scores(questions[example], [window_text(w, contexts[example]) for w in own])
+                own = [own[i] for i in windows_to_read(scores, params.max_windows)]
+            kept.extend(own)
+        return kept
+
     def window_logits(
         self, windows: Sequence[Window], batch_size: int | None = None, backend: Backend | None = None
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -170,12 +188,11 @@ class QAEngine:
         """
         call = AnswerOptions(**options)
         params = self.resolve(call)
-        windower = self.windower_for(params)
         results: list[list[Answer]] = []
         for first in range(0, len(questions), chunk_size):
             qs = questions[first : first + chunk_size]
             cs = contexts[first : first + chunk_size]
-            windows = windower.windows(qs, cs)
+            windows = self.windows(qs, cs, params)
             starts, ends = self.window_logits(windows, batch_size) if windows else ([], [])
             results.extend(self.decode(cs, windows, starts, ends, call, params))
             if progress:

@@ -17,6 +17,8 @@ DEFAULT_MAX_ANSWER_LENGTH = 30
 # Abstain when the null score ([CLS]) beats the best span by more than this many logits. 0.0 until
 # `make calibrate` sets the model's own value in its qa.json.
 DEFAULT_NULL_THRESHOLD = 0.0
+# Windows of one context the model reads; a longer context is pre-ranked (qa/ranking.py). 0: all.
+DEFAULT_MAX_WINDOWS = 0
 # [CLS] question [SEP] context [SEP] plus one token of slack.
 SPECIAL_TOKENS_PER_WINDOW = 4
 
@@ -59,6 +61,9 @@ class InferenceParams:
     handle_impossible_answer); calibrated on held-out train articles, never on dev."""
     align_to_words: bool = False
     """Widen answers to whole words (the Hugging Face pipeline's align_to_words)."""
+    max_windows: int = DEFAULT_MAX_WINDOWS
+    """Windows of one context the model reads: a context with more is pre-ranked against the question
+    with BM25 and only the best are read (qa/ranking.py); 0 reads every window."""
 
     def validate(self) -> InferenceParams:
         """Raises InvalidParams naming the first bad field; returns self."""
@@ -70,6 +75,9 @@ class InferenceParams:
             elif f.name == "align_to_words":
                 if not isinstance(value, bool):
                     raise InvalidParams(f.name, f"must be true or false, got {value!r}")
+            elif f.name == "max_windows":
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise InvalidParams(f.name, f"must be 0 (every window) or a positive integer, got {value!r}")
             elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise InvalidParams(f.name, f"must be a positive integer, got {value!r}")
         problem = window_room_problem(self.max_seq_length, self.doc_stride, self.max_query_length)
@@ -104,6 +112,7 @@ class AnswerOptions:
     max_seq_length: int | None = None
     doc_stride: int | None = None
     max_query_length: int | None = None
+    max_windows: int | None = None
 
     def resolve(self, params: InferenceParams, max_positions: int | None = None) -> InferenceParams:
         """The model's params with these overrides, validated (InvalidParams names the field)."""
@@ -121,4 +130,6 @@ class AnswerOptions:
 
 
 # AnswerOptions fields that override InferenceParams fields of the same name.
-WINDOW_AND_SPAN_FIELDS = ("max_answer_length", "align_to_words", "max_seq_length", "doc_stride", "max_query_length")
+WINDOW_AND_SPAN_FIELDS = (
+    "max_answer_length", "align_to_words", "max_seq_length", "doc_stride", "max_query_length", "max_windows",
+)

@@ -175,7 +175,7 @@ class MicroBatcher:
             self._check_open()
             self._arriving += 1
         try:
-            windows = self.engine.windower_for(params).windows(questions, contexts)
+            windows = self.engine.windows(questions, contexts, params)
         except BaseException:
             self._arrived()
             raise
