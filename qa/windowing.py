@@ -7,12 +7,13 @@ only the `tokenizers` library (no torch, no transformers), so the runtime image 
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from qa.params import (
     DEFAULT_DOC_STRIDE,
@@ -75,15 +76,16 @@ class Windower:
         self.max_seq_length = max_seq_length
         self.doc_stride = doc_stride
         self.max_query_length = max_query_length
-        # Private copies: truncation/padding settings are mutable tokenizer state.
+        # Private copies: truncation/padding settings are mutable tokenizer state. The single tokenizer
+        # encodes a question or a context on its own; the pair tokenizer's post-processor joins them
+        # into windows with the model's special tokens and token types.
+        self._single_tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        self._single_tokenizer.no_padding()
+        self._single_tokenizer.no_truncation()
         self._pair_tokenizer = Tokenizer.from_str(tokenizer.to_str())
         self._pair_tokenizer.no_padding()
-        self._pair_tokenizer.enable_truncation(
-            max_length=max_seq_length, stride=doc_stride, strategy="only_second", direction="right"
-        )
-        self._question_tokenizer = Tokenizer.from_str(tokenizer.to_str())
-        self._question_tokenizer.no_padding()
-        self._question_tokenizer.no_truncation()
+        self._pair_tokenizer.no_truncation()
+        self._special_tokens = self._pair_tokenizer.num_special_tokens_to_add(True)
         self.pad_id = _pad_token_id(tokenizer)
         self._tokenizer_json = tokenizer.to_str()
 
@@ -99,22 +101,49 @@ class Windower:
     def from_file(cls, tokenizer_json: str | Path, params: InferenceParams | None = None) -> Windower:
         return cls.from_params(Tokenizer.from_file(str(tokenizer_json)), params or InferenceParams())
 
-    def _clip_question(self, question: str) -> str:
-        question = question.lstrip()  # leading spaces waste window room (as in HF run_qa)
-        encoding = self._question_tokenizer.encode(question, add_special_tokens=False)
+    def _encode_question(self, question: str) -> Encoding:
+        """The question's tokens, cut to max_query_length tokens; leading spaces waste window room
+        (as in HF run_qa)."""
+        question = question.lstrip()
+        encoding = self._single_tokenizer.encode(question, add_special_tokens=False)
         if len(encoding.ids) <= self.max_query_length:
-            return question
-        return question[: encoding.offsets[self.max_query_length - 1][1]]
+            return encoding
+        clipped = question[: encoding.offsets[self.max_query_length - 1][1]]
+        return self._single_tokenizer.encode(clipped, add_special_tokens=False)
 
-    def windows(self, questions: Sequence[str], contexts: Sequence[str]) -> list[Window]:
-        """All windows of all examples, in example order."""
+    def encode_contexts(self, contexts: Sequence[str]) -> list[Encoding]:
+        """Each context's tokens on its own, independent of any question: what a document cache keeps."""
+        return self._single_tokenizer.encode_batch(list(contexts), add_special_tokens=False)
+
+    def _window_encodings(self, question: Encoding, context: Encoding, shared: bool) -> list[Encoding]:
+        """The question joined to each slice of the context: slices of the room the question leaves,
+        overlapping by doc_stride tokens (the tokenizer's own truncation with stride, as in
+        `encode(question, context)` with truncation="only_second"). A shared (cached) context
+        encoding is copied first, because truncation changes it in place."""
+        room = self.max_seq_length - self._special_tokens - len(question.ids)
+        if len(context.ids) > room:
+            if shared:
+                context = pickle.loads(pickle.dumps(context))
+            context.truncate(room, stride=self.doc_stride, direction="right")
+        # One post-process per slice: on the whole overflow chain the tokenizer gives later slices the
+        # first sequence's token types.
+        return [self._pair_tokenizer.post_process(question, part) for part in [context, *context.overflowing]]
+
+    def windows(
+        self, questions: Sequence[str], contexts: Sequence[str], encoded_contexts: Sequence[Encoding] | None = None
+    ) -> list[Window]:
+        """All windows of all examples, in example order. `encoded_contexts` (from encode_contexts,
+        e.g. a document cache's) saves tokenising the contexts again; they are not changed."""
         if len(questions) != len(contexts):
             raise ValueError("questions and contexts must have the same length")
-        pairs = [(self._clip_question(q), c) for q, c in zip(questions, contexts)]
-        encodings = self._pair_tokenizer.encode_batch(pairs)
+        shared = encoded_contexts is not None
+        if encoded_contexts is None:
+            encoded_contexts = self.encode_contexts(contexts)
+        elif len(encoded_contexts) != len(contexts):
+            raise ValueError("encoded_contexts and contexts must have the same length")
         windows: list[Window] = []
-        for example_index, encoding in enumerate(encodings):
-            for part in [encoding, *encoding.overflowing]:
+        for example_index, (question, context) in enumerate(zip(questions, encoded_contexts)):
+            for part in self._window_encodings(self._encode_question(question), context, shared):
                 offsets = np.asarray(part.offsets, dtype=np.int64).reshape(-1, 2)
                 is_context = np.asarray([s == 1 for s in part.sequence_ids], dtype=bool)
                 offsets[~is_context] = -1
