@@ -17,10 +17,11 @@ import numpy as np
 
 from qa.backends import Backend, default_threads, load_backend, resolve_backend_name
 from qa.decoding import Answer, decode_example
+from qa.documents import DEFAULT_CACHE_BYTES, Document, DocumentCache
 from qa.errors import ModelLoadError
 from qa.model_dir import CONFIG_FILE, TOKENIZER_FILE, load_params
 from qa.params import AnswerOptions, InferenceParams
-from qa.ranking import bm25_scores, window_text, windows_to_read
+from qa.ranking import DocumentWords, WindowIndex, windows_to_read
 from qa.windowing import Window, Windower
 
 WINDOWER_CACHE_SIZE = 8
@@ -46,8 +47,10 @@ class QAEngine:
         batch_size: int = 16,
         model_dir: Path | None = None,
         max_positions: int | None = None,
+        documents: DocumentCache | None = None,
     ) -> None:
         self.backend = backend
+        self.documents = documents  # long contexts' tokens and window indexes, across calls
         self.windower = windower
         self.params = params or InferenceParams()
         self.batch_size = batch_size
@@ -61,8 +64,11 @@ class QAEngine:
 
     @classmethod
     def from_model_dir(
-        cls, model_dir: str | Path, backend: str = "auto", threads: int | None = None, batch_size: int = 16
+        cls, model_dir: str | Path, backend: str = "auto", threads: int | None = None, batch_size: int = 16,
+        document_cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> QAEngine:
+        """The engine of a model directory; `document_cache_bytes` bounds the cache of long contexts
+        (qa/documents.py; 0: none)."""
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise ModelLoadError(model_dir, "no such directory")
@@ -76,8 +82,9 @@ class QAEngine:
             raise ModelLoadError(model_dir, f"{TOKENIZER_FILE} is unreadable: {exc}") from exc
         name = resolve_backend_name(backend, model_dir)
         loaded = load_backend(name, model_dir, threads=threads if threads is not None else default_threads())
+        documents = DocumentCache(document_cache_bytes) if document_cache_bytes else None
         return cls(loaded, windower, params, batch_size=batch_size, model_dir=model_dir,
-                   max_positions=max_positions(model_dir))
+                   max_positions=max_positions(model_dir), documents=documents)
 
     def resolve(self, options: AnswerOptions) -> InferenceParams:
         """The parameters one call runs with: the model's, with the call's overrides (validated)."""
@@ -101,20 +108,49 @@ class QAEngine:
 
     def windows(self, questions: Sequence[str], contexts: Sequence[str], params: InferenceParams) -> list[Window]:
         """The windows the model reads for each pair: all of them, or for a context of more than
-        params.max_windows windows the best by BM25 against the question (qa/ranking.py)."""
-        windows = self.windower_for(params).windows(questions, contexts)
-        if not params.max_windows or len(windows) <= params.max_windows:
-            return windows
-        by_example: list[list[Window]] = [[] for _ in contexts]
-        for window in windows:
-            by_example[window.example_index].append(window)
-        kept: list[Window] = []
-        for example, own in enumerate(by_example):
-            if len(own) > params.max_windows:
-                scores = bm25_scores(questions[example], [window_text(w, contexts[example]) for w in own])
-                own = [own[i] for i in windows_to_read(scores, params.max_windows)]
-            kept.extend(own)
-        return kept
+        params.max_windows windows the best by BM25 against the question (qa/ranking.py). With a
+        document cache, a long context is tokenised and indexed once."""
+        if len(questions) != len(contexts):
+            raise ValueError(f"questions and contexts must have the same length, got {len(questions)} and "
+                             f"{len(contexts)}")
+        windower = self.windower_for(params)
+        if self.documents is None:
+            documents = [Document(tokens, tokens.nbytes) for tokens in windower.encode_contexts(contexts)]
+        else:
+            documents = self.documents.documents(contexts, windower.encode_contexts)
+        windows: list[Window] = []
+        for example, (question, context, document) in enumerate(zip(questions, contexts, documents)):
+            question_ids = windower.question_ids(question)
+            slices = windower.slices(len(question_ids), len(document.tokens))
+            if params.max_windows and len(slices) > params.max_windows:
+                index = self._window_index(windower, document, context, len(question_ids), slices)
+                slices = [slices[i] for i in windows_to_read(index.scores(question), params.max_windows)]
+            windows.extend(windower.window(example, question_ids, document.tokens, start, end)
+                           for start, end in slices)
+        return windows
+
+    def _window_index(
+        self, windower: Windower, document: Document, context: str, question_tokens: int,
+        slices: list[tuple[int, int]],
+    ) -> WindowIndex:
+        """The BM25 index of a document's windows for questions of this many tokens, kept with the
+        document (the window layout depends only on the question's length)."""
+        layout = ("windows", windower.max_seq_length, windower.doc_stride, question_tokens)
+        index = document.extras.get(layout)
+        if index is None:
+            words = document.extras.get("words")
+            if words is None:
+                words = DocumentWords.of(context)
+                self._keep(document, "words", words, words.nbytes)
+            index = WindowIndex(words, [document.tokens.span(start, end) for start, end in slices])
+            self._keep(document, layout, index, index.nbytes)
+        return index
+
+    def _keep(self, document: Document, name, value, nbytes: int) -> None:
+        if self.documents is None:
+            document.extras[name] = value
+        else:
+            self.documents.add_extra(document, name, value, nbytes)
 
     def window_logits(
         self, windows: Sequence[Window], batch_size: int | None = None, backend: Backend | None = None

@@ -9,36 +9,82 @@ exactly the answers they got before pre-ranking existed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import bm25s
 import numpy as np
-
-from qa.windowing import Window
+from bm25s.stopwords import STOPWORDS_EN
+from bm25s.tokenization import Tokenized
 
 # Windows scoring at least this share of the k-th best window's score are read too: when BM25
 # cannot separate them, leaving one out is a guess.
 NEAR_TIE = 0.9
 # ... but never more than this many times max_windows.
 MOST_EXTRA_FACTOR = 2
+# bm25s's own word pattern (scikit-learn's CountVectorizer's), lower-cased, English stopwords dropped.
+WORD_PATTERN = re.compile(r"(?u)\b\w\w+\b")
+STOPWORDS = frozenset(STOPWORDS_EN)
 
 
-def window_text(window: Window, context: str) -> str:
-    """The context characters a window covers."""
-    spans = window.offsets[window.context_mask]
-    return context[int(spans[0, 0]) : int(spans[-1, 1])] if len(spans) else ""
+def bm25_words(text: str) -> list[tuple[int, str]]:
+    """(character offset, word) of each word BM25 counts in the text."""
+    words = ((match.start(), match.group().lower()) for match in WORD_PATTERN.finditer(text))
+    return [(start, word) for start, word in words if word not in STOPWORDS]
 
 
-def bm25_scores(question: str, texts: Sequence[str]) -> np.ndarray:
-    """BM25 (Lucene) score of each text against the question; English stopwords dropped."""
-    corpus = bm25s.tokenize(list(texts), stopwords="en", show_progress=False)
-    if not corpus.vocab:  # no word in any text (digits or punctuation only): nothing to rank by
-        return np.zeros(len(texts))
-    retriever = bm25s.BM25(method="lucene")
-    retriever.index(corpus, show_progress=False)
-    query = bm25s.tokenize([question], stopwords="en", show_progress=False, return_ids=False)[0]
-    known = [term for term in query if term in corpus.vocab]
-    return np.asarray(retriever.get_scores(known), dtype=np.float64) if known else np.zeros(len(texts))
+@dataclass(frozen=True)
+class DocumentWords:
+    """A context's BM25 words once, with where each starts: any window's words are a slice of them, so
+    windows of every question length are indexed without reading the text again."""
+
+    starts: np.ndarray  # int64 character offset of each word
+    ids: np.ndarray  # int64 index of each word in vocab
+    vocab: dict[str, int]
+
+    @classmethod
+    def of(cls, text: str) -> DocumentWords:
+        vocab: dict[str, int] = {}
+        found = bm25_words(text)
+        ids = [vocab.setdefault(word, len(vocab)) for _, word in found]
+        return cls(np.asarray([start for start, _ in found], dtype=np.int64), np.asarray(ids, dtype=np.int64), vocab)
+
+    @property
+    def nbytes(self) -> int:
+        return self.starts.nbytes + self.ids.nbytes + sum(80 + len(word) for word in self.vocab)
+
+    def between(self, start: int, end: int) -> list[int]:
+        """The ids of the words that start within characters [start, end)."""
+        first, last = np.searchsorted(self.starts, (start, end))
+        return self.ids[first:last].tolist()
+
+
+class WindowIndex:
+    """BM25 (bm25s, Lucene) over one context's windows, given as character spans."""
+
+    def __init__(self, words: DocumentWords, spans: Sequence[tuple[int, int]]) -> None:
+        self.size = len(spans)
+        self.retriever: bm25s.BM25 | None = None
+        if words.vocab:  # no word in the context (digits or punctuation only): nothing to rank by
+            corpus = Tokenized(ids=[words.between(start, end) for start, end in spans], vocab=dict(words.vocab))
+            self.retriever = bm25s.BM25(method="lucene")
+            self.retriever.index(corpus, show_progress=False)
+
+    @property
+    def nbytes(self) -> int:
+        if self.retriever is None:
+            return 0
+        return sum(v.nbytes for v in self.retriever.scores.values() if isinstance(v, np.ndarray))
+
+    def scores(self, question: str) -> np.ndarray:
+        """Each window's BM25 score against the question; zeros when they share no word."""
+        if self.retriever is None:
+            return np.zeros(self.size)
+        known = [word for _, word in bm25_words(question) if word in self.retriever.vocab_dict]
+        if not known:
+            return np.zeros(self.size)
+        return np.asarray(self.retriever.get_scores(known), dtype=np.float64)
 
 
 def windows_to_read(scores: np.ndarray, max_windows: int) -> list[int]:

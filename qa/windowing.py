@@ -7,7 +7,6 @@ only the `tokenizers` library (no torch, no transformers), so the runtime image 
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,78 @@ class Window:
 
 
 @dataclass(frozen=True)
+class ContextTokens:
+    """A context's tokens on their own, independent of any question (what a document cache keeps)."""
+
+    ids: np.ndarray  # int64 [n]
+    offsets: np.ndarray  # int64 [n, 2], character spans in the context
+    words: np.ndarray  # int64 [n], the pre-tokenizer's word index; -1 for none
+
+    @classmethod
+    def of(cls, encoding: Encoding) -> ContextTokens:
+        return cls(
+            np.asarray(encoding.ids, dtype=np.int64),
+            np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2),
+            np.asarray([-1 if w is None else w for w in encoding.word_ids], dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return self.ids.nbytes + self.offsets.nbytes + self.words.nbytes
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The characters tokens [start, end) cover; (0, 0) for none."""
+        return (int(self.offsets[start, 0]), int(self.offsets[end - 1, 1])) if end > start else (0, 0)
+
+
+QUESTION, CONTEXT = 0, 1  # sequence ids, as the tokenizer numbers a pair's sequences
+
+
+@dataclass(frozen=True)
+class PairTemplate:
+    """Where the model's special tokens go around a question and a context, and each part's token
+    type: read once off the tokenizer's own post-processor ([CLS] q [SEP] c [SEP] for BERT,
+    <s> q </s></s> c </s> for RoBERTa), then applied to any window with numpy."""
+
+    parts: tuple[tuple[int | None, int | None, int], ...]  # (sequence id or None, special token id, type id)
+
+    @classmethod
+    def of(cls, tokenizer: Tokenizer) -> PairTemplate:
+        probes = [tokenizer.encode(text, add_special_tokens=False) for text in ("question", "context")]
+        joined = tokenizer.post_process(probes[0], probes[1], add_special_tokens=True)
+        parts: list[tuple[int | None, int | None, int]] = []
+        rows = zip(joined.ids, joined.type_ids, joined.sequence_ids, joined.special_tokens_mask)
+        for token_id, type_id, sequence_id, special in rows:
+            # The pair's second sequence is numbered 1; the first is left unnumbered by post_process.
+            sequence = None if special else CONTEXT if sequence_id == CONTEXT else QUESTION
+            if sequence is None:
+                parts.append((None, token_id, type_id))
+            elif not parts or parts[-1][0] != sequence:
+                parts.append((sequence, None, type_id))
+        if sorted(p[0] for p in parts if p[0] is not None) != [QUESTION, CONTEXT]:
+            raise ValueError(f"the tokenizer's post-processor joins a pair as {joined.tokens}; expected the "
+                             "question and the context once each")
+        return cls(tuple(parts))
+
+    @property
+    def special_tokens(self) -> int:
+        return sum(1 for sequence, _, _ in self.parts if sequence is None)
+
+    def join(self, question_ids: np.ndarray, context_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(input_ids, token_type_ids, is_context) of one window."""
+        ids, types, is_context = [], [], []
+        for sequence, token_id, type_id in self.parts:
+            piece = [token_id] if sequence is None else question_ids if sequence == QUESTION else context_ids
+            ids.append(np.asarray(piece, dtype=np.int64))
+            types.append(np.full(len(piece), type_id, dtype=np.int64))
+            is_context.append(np.full(len(piece), sequence == CONTEXT, dtype=bool))
+        return np.concatenate(ids), np.concatenate(types), np.concatenate(is_context)
+
+
+@dataclass(frozen=True)
 class PaddedBatch:
     input_ids: np.ndarray  # int64 [batch, seq]
     attention_mask: np.ndarray
@@ -76,16 +147,12 @@ class Windower:
         self.max_seq_length = max_seq_length
         self.doc_stride = doc_stride
         self.max_query_length = max_query_length
-        # Private copies: truncation/padding settings are mutable tokenizer state. The single tokenizer
-        # encodes a question or a context on its own; the pair tokenizer's post-processor joins them
-        # into windows with the model's special tokens and token types.
-        self._single_tokenizer = Tokenizer.from_str(tokenizer.to_str())
-        self._single_tokenizer.no_padding()
-        self._single_tokenizer.no_truncation()
-        self._pair_tokenizer = Tokenizer.from_str(tokenizer.to_str())
-        self._pair_tokenizer.no_padding()
-        self._pair_tokenizer.no_truncation()
-        self._special_tokens = self._pair_tokenizer.num_special_tokens_to_add(True)
+        # A private copy: truncation/padding settings are mutable tokenizer state. It encodes a question
+        # or a context on its own; its post-processor shows where the special tokens go in a window.
+        self._tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
+        self._template = PairTemplate.of(self._tokenizer)
         self.pad_id = _pad_token_id(tokenizer)
         self._tokenizer_json = tokenizer.to_str()
 
@@ -105,59 +172,62 @@ class Windower:
         """The question's tokens, cut to max_query_length tokens; leading spaces waste window room
         (as in HF run_qa)."""
         question = question.lstrip()
-        encoding = self._single_tokenizer.encode(question, add_special_tokens=False)
+        encoding = self._tokenizer.encode(question, add_special_tokens=False)
         if len(encoding.ids) <= self.max_query_length:
             return encoding
         clipped = question[: encoding.offsets[self.max_query_length - 1][1]]
-        return self._single_tokenizer.encode(clipped, add_special_tokens=False)
+        return self._tokenizer.encode(clipped, add_special_tokens=False)
 
-    def encode_contexts(self, contexts: Sequence[str]) -> list[Encoding]:
-        """Each context's tokens on its own, independent of any question: what a document cache keeps."""
-        return self._single_tokenizer.encode_batch(list(contexts), add_special_tokens=False)
+    def question_ids(self, question: str) -> np.ndarray:
+        return np.asarray(self._encode_question(question).ids, dtype=np.int64)
 
-    def _window_encodings(self, question: Encoding, context: Encoding, shared: bool) -> list[Encoding]:
-        """The question joined to each slice of the context: slices of the room the question leaves,
-        overlapping by doc_stride tokens (the tokenizer's own truncation with stride, as in
-        `encode(question, context)` with truncation="only_second"). A shared (cached) context
-        encoding is copied first, because truncation changes it in place."""
-        room = self.max_seq_length - self._special_tokens - len(question.ids)
-        if len(context.ids) > room:
-            if shared:
-                context = pickle.loads(pickle.dumps(context))
-            context.truncate(room, stride=self.doc_stride, direction="right")
-        # One post-process per slice: on the whole overflow chain the tokenizer gives later slices the
-        # first sequence's token types.
-        return [self._pair_tokenizer.post_process(question, part) for part in [context, *context.overflowing]]
+    def encode_contexts(self, contexts: Sequence[str]) -> list[ContextTokens]:
+        """Each context's tokens on their own, independent of any question: what a document cache keeps."""
+        encodings = self._tokenizer.encode_batch(list(contexts), add_special_tokens=False)
+        return [ContextTokens.of(encoding) for encoding in encodings]
+
+    def slices(self, question_tokens: int, context_tokens: int) -> list[tuple[int, int]]:
+        """The context token ranges [start, end) of the windows for a question of this many tokens:
+        slices of the room the question leaves, each doc_stride tokens into the previous one, as the
+        tokenizer's truncation with stride cuts them (`encode(question, context)` with
+        truncation="only_second" and overflowing tokens, as Hugging Face's run_qa asks for)."""
+        room = self.max_seq_length - self._template.special_tokens - question_tokens
+        if context_tokens <= room:
+            return [(0, context_tokens)]
+        ranges = []
+        for start in range(0, context_tokens, room - self.doc_stride):
+            ranges.append((start, min(start + room, context_tokens)))
+            if ranges[-1][1] == context_tokens:
+                break
+        return ranges
+
+    def window(
+        self, example_index: int, question_ids: np.ndarray, context: ContextTokens, start: int, end: int
+    ) -> Window:
+        """The question joined to context tokens [start, end) with the model's special tokens."""
+        ids, type_ids, is_context = self._template.join(question_ids, context.ids[start:end])
+        offsets = np.full((len(ids), 2), -1, dtype=np.int64)
+        offsets[is_context] = context.offsets[start:end]
+        words = np.full(len(ids), -1, dtype=np.int64)
+        words[is_context] = context.words[start:end]
+        return Window(example_index, ids, type_ids, offsets, word_spans(offsets, words))
 
     def windows(
-        self, questions: Sequence[str], contexts: Sequence[str], encoded_contexts: Sequence[Encoding] | None = None
+        self, questions: Sequence[str], contexts: Sequence[str], encoded_contexts: Sequence[ContextTokens] | None = None
     ) -> list[Window]:
         """All windows of all examples, in example order. `encoded_contexts` (from encode_contexts,
-        e.g. a document cache's) saves tokenising the contexts again; they are not changed."""
+        e.g. a document cache's) saves tokenising the contexts again."""
         if len(questions) != len(contexts):
             raise ValueError("questions and contexts must have the same length")
-        shared = encoded_contexts is not None
         if encoded_contexts is None:
             encoded_contexts = self.encode_contexts(contexts)
         elif len(encoded_contexts) != len(contexts):
             raise ValueError("encoded_contexts and contexts must have the same length")
         windows: list[Window] = []
         for example_index, (question, context) in enumerate(zip(questions, encoded_contexts)):
-            for part in self._window_encodings(self._encode_question(question), context, shared):
-                offsets = np.asarray(part.offsets, dtype=np.int64).reshape(-1, 2)
-                is_context = np.asarray([s == 1 for s in part.sequence_ids], dtype=bool)
-                offsets[~is_context] = -1
-                words = np.asarray([-1 if w is None else w for w in part.word_ids], dtype=np.int64)
-                words[~is_context] = -1
-                windows.append(
-                    Window(
-                        example_index=example_index,
-                        input_ids=np.asarray(part.ids, dtype=np.int64),
-                        token_type_ids=np.asarray(part.type_ids, dtype=np.int64),
-                        offsets=offsets,
-                        word_spans=word_spans(offsets, words),
-                    )
-                )
+            question_ids = self.question_ids(question)
+            for start, end in self.slices(len(question_ids), len(context)):
+                windows.append(self.window(example_index, question_ids, context, start, end))
         return windows
 
     def pad(self, windows: Sequence[Window], length: int | None = None) -> PaddedBatch:

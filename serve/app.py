@@ -176,6 +176,10 @@ class Service:
         info["version"] = model_version(getattr(engine, "model_dir", None) or self.settings.model_dir, info["backend"])
         self.metrics.model_info.labels(info["model"], info["version"], info["backend"]).set(1)
         self.metrics.model_ready.set(1)
+        documents = getattr(engine, "documents", None)
+        if documents is not None:
+            documents.on_hit = self.metrics.document_cache.labels("hit").inc
+            documents.on_miss = self.metrics.document_cache.labels("miss").inc
         log.info("model %s (%s, backend %s) ready", info["model"], info["version"], info["backend"])
 
     def answer(self, items: list[AnswerRequest], where: Callable[[int], str]) -> list[dict]:

@@ -73,6 +73,13 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        self.document_cache = Counter(
+            "qa_document_cache_lookups",
+            "Lookups of long contexts in the worker's document cache, by result (hit or miss).",
+            ["result"],
+            registry=self.registry,
+        )
+
     def exposition(self) -> tuple[bytes, str]:
         if multiprocess_enabled():
             from prometheus_client import multiprocess

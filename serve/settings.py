@@ -10,6 +10,7 @@ Every variable is optional; a bad value stops start-up with one line that names 
     QA_MAX_BATCH_ITEMS           most items in one batch request (default 32)
     QA_MAX_BATCH_CONTEXT_CHARS   most context characters in one batch request, all items (default 400000)
     QA_MAX_BODY_BYTES            largest request body, in bytes (default 8 MiB)
+    QA_DOCUMENT_CACHE_MB         long contexts kept tokenised and indexed per worker, in MiB; 0: none (default 64)
     QA_LOAD_IN_BACKGROUND        1: serve /healthz at once and load the model in a thread; /readyz is 503
                                  until it is ready, or for good (with the reason) if loading fails (default 0)
 """
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from qa.documents import DEFAULT_CACHE_BYTES
 from qa.errors import SettingsError
 from qa.model_dir import SHIPPED_MODEL_DIR
 
@@ -35,6 +37,7 @@ class Settings:
     max_batch_items: int = 32
     max_batch_context_chars: int = 400_000
     max_body_bytes: int = 8 * 1024 * 1024
+    document_cache_mb: int = DEFAULT_CACHE_BYTES // 2**20
     load_in_background: bool = False
 
     def __post_init__(self) -> None:
@@ -44,6 +47,8 @@ class Settings:
         for name in ("max_context_chars", "max_question_chars", "max_batch_items", "max_batch_context_chars"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.document_cache_mb < 0:
+            raise SettingsError(f"document_cache_mb must be 0 (no cache) or more, got {self.document_cache_mb}")
         if self.max_body_bytes < 1024:
             raise SettingsError(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")
 
@@ -62,6 +67,7 @@ class Settings:
                 env, "QA_MAX_BATCH_CONTEXT_CHARS", defaults.max_batch_context_chars, minimum=1
             ),
             max_body_bytes=env_int(env, "QA_MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1024),
+            document_cache_mb=env_int(env, "QA_DOCUMENT_CACHE_MB", defaults.document_cache_mb, minimum=0),
             load_in_background=env_bool(env, "QA_LOAD_IN_BACKGROUND", False),
         )
 

@@ -28,7 +28,8 @@ def build_engine(settings: Settings) -> Answerer:
     from qa.engine import QAEngine
     from serve.batching import MicroBatcher
 
-    engine = QAEngine.from_model_dir(settings.model_dir, backend=settings.backend)
+    engine = QAEngine.from_model_dir(settings.model_dir, backend=settings.backend,
+                                     document_cache_bytes=settings.document_cache_mb * 2**20)
     # The batcher owns the model calls: one on every core when the worker is idle, one per core
     # side by side under load (QA_MODEL_LANES), so calls never fight over threads; requests
     # arriving together can share a call (QA_BATCH_MAX_SIZE).

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from qa.windowing import Windower
 
@@ -47,8 +47,26 @@ def assert_same(window, encoding):
     assert window.offsets[is_context].tolist() == [list(o) for o, c in zip(encoding.offsets, is_context) if c]
 
 
-@pytest.fixture(scope="module", params=["bert", "distilbert"])
-def model(request, tiny_bert_dir, tiny_distilbert_dir):
+@pytest.fixture(scope="module")
+def byte_level_tokenizer_file(tmp_path_factory):
+    """A RoBERTa-style tokenizer (byte-level BPE, <s> q </s></s> c </s>, offsets trimmed of spaces)."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator([" ".join(WORDS)] * 20, trainer)
+    tokenizer.post_processor = processors.RobertaProcessing(
+        ("</s>", tokenizer.token_to_id("</s>")), ("<s>", tokenizer.token_to_id("<s>")), trim_offsets=True)
+    path = tmp_path_factory.mktemp("byte-level") / "tokenizer.json"
+    tokenizer.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module", params=["bert", "distilbert", "byte-level"])
+def model(request, tiny_bert_dir, tiny_distilbert_dir, byte_level_tokenizer_file):
+    if request.param == "byte-level":
+        return byte_level_tokenizer_file
     directory = tiny_bert_dir if request.param == "bert" else tiny_distilbert_dir
     return directory / "tokenizer.json"
 
@@ -67,11 +85,11 @@ def test_windows_equal_the_tokenizers_pair_truncation(model, words, question_wor
     expected = reference_windows(model, question.lstrip()[: clipped.offsets[-1][1]] if clipped.ids else "",
                                  context, max_seq_length, doc_stride)
     fresh = windower.windows([question], [context])
-    cached_encoding = windower.encode_contexts([context])
-    cached = windower.windows([question], [context], encoded_contexts=cached_encoding)
-    again = windower.windows([question], [context], encoded_contexts=cached_encoding)
+    cached_tokens = windower.encode_contexts([context])
+    cached = windower.windows([question], [context], encoded_contexts=cached_tokens)
+    again = windower.windows([question], [context], encoded_contexts=cached_tokens)
     assert len(fresh) == len(cached) == len(again) == len(expected)
     for window, other, third, encoding in zip(fresh, cached, again, expected):
         assert_same(window, encoding)
         assert_same(other, encoding)
-        assert_same(third, encoding)  # the cached encoding was not changed by the first use
+        assert_same(third, encoding)  # the cached tokens were not changed by the first use
