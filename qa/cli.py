@@ -3,8 +3,12 @@
     squad-qa answer --question "When was it built?" --context "The lighthouse was built in 1874."
     squad-qa answer --model DIR --question Q --context-file article.txt --top-k 3
     squad-qa answer --model DIR --jsonl questions.jsonl > answers.jsonl [--on-error skip|fail]
+    squad-qa answer --question Q --passage "first passage" --passage "second passage"
+    squad-qa answer --question Q --passages-file passages.json [--max-windows 4]
 
-One pair prints its JSON answer. With --jsonl, each non-blank input line is a {"question", "context"}
+One pair prints its JSON answer. Passages (--passage, repeated, or --passages-file: a JSON array of
+strings or {"text", "id"} objects) are read as one document; the answer names its passage.
+With --jsonl, each non-blank input line is a {"question", "context"}
 object (an "id" is copied through: {"id", "result"}) and gets one output line, in order; a bad line
 is reported on stderr with its line number and, with --on-error skip (the default), answered by
 {"line": n, "error": "..."}, so no line is lost silently. Exit codes: 0 every
@@ -40,17 +44,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     context = answer.add_mutually_exclusive_group()
     context.add_argument("--context")
     context.add_argument("--context-file", type=Path, help="read the context from this UTF-8 file")
+    context.add_argument("--passage", action="append", dest="passages", help="a passage (repeat for several)")
+    context.add_argument("--passages-file", type=Path,
+                         help='a JSON array of passages: strings or {"text", "id"} objects')
     answer.add_argument("--jsonl", type=Path, help='a file of {"question", "context"} lines (- for stdin)')
     answer.add_argument("--on-error", choices=("skip", "fail"), default="skip", help="what a bad --jsonl line does")
     for name in ("top_k", "max_answer_len", "max_seq_len", "doc_stride", "max_question_len"):
         answer.add_argument("--" + name.replace("_", "-"), type=int, default=BY_NAME[name].default,
                             help="as the pipeline's argument of that name")
+    answer.add_argument("--max-windows", type=int, default=None,
+                        help="windows read per context, best first by BM25 (0: all; default: the model's)")
     answer.add_argument("--handle-impossible-answer", action="store_true")
     answer.add_argument("--no-align-to-words", dest="align_to_words", action="store_false")
     args = parser.parse_args(argv)
-    if args.jsonl is None and (args.question is None or (args.context is None and args.context_file is None)):
-        parser.error("give --question with --context or --context-file, or --jsonl FILE")
-    if args.jsonl is not None and (args.question or args.context or args.context_file):
+    given = (args.context, args.context_file, args.passages, args.passages_file)
+    if args.jsonl is None and (args.question is None or all(g is None for g in given)):
+        parser.error("give --question with --context, --context-file, --passage or --passages-file, or --jsonl FILE")
+    if args.jsonl is not None and (args.question or any(g is not None for g in given)):
         parser.error("--jsonl reads questions and contexts from the file; leave out --question/--context")
     return args
 
@@ -58,7 +68,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def pipeline_arguments(args: argparse.Namespace) -> dict:
     return {"top_k": args.top_k, "max_answer_len": args.max_answer_len, "max_seq_len": args.max_seq_len,
             "doc_stride": args.doc_stride, "max_question_len": args.max_question_len,
-            "handle_impossible_answer": args.handle_impossible_answer, "align_to_words": args.align_to_words}
+            "handle_impossible_answer": args.handle_impossible_answer, "align_to_words": args.align_to_words,
+            "max_windows": args.max_windows}
 
 
 def read_lines(handle: TextIO) -> Iterator[tuple[int, dict | None, str | None]]:
@@ -128,14 +139,30 @@ def answer_jsonl(answerer: QuestionAnswerer, handle: TextIO, out: TextIO, option
     return answered, skipped
 
 
+def read_passages(path: Path) -> list:
+    """The JSON array of a --passages-file; a ValueError naming the file otherwise."""
+    try:
+        passages = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: not JSON: {exc}") from None
+    if not isinstance(passages, list):
+        raise ValueError(f"{path}: must hold a JSON array of passages, got {type(passages).__name__}")
+    return passages
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         answerer = QuestionAnswerer.from_model_dir(args.model, backend=args.backend)
         options = pipeline_arguments(args)
         if args.jsonl is None:
-            context = args.context if args.context is not None else args.context_file.read_text(encoding="utf-8")
-            print(json.dumps(answerer(question=args.question, context=context, **options), ensure_ascii=False))
+            if args.passages is not None or args.passages_file is not None:
+                passages = args.passages if args.passages is not None else read_passages(args.passages_file)
+                result = answerer(question=args.question, passages=passages, **options)
+            else:
+                context = args.context if args.context is not None else args.context_file.read_text(encoding="utf-8")
+                result = answerer(question=args.question, context=context, **options)
+            print(json.dumps(result, ensure_ascii=False))
             return 0
         handle = sys.stdin if str(args.jsonl) == "-" else args.jsonl.open(encoding="utf-8")
         with handle:

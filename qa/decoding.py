@@ -29,10 +29,11 @@ CLS_INDEX = 0  # BERT and DistilBERT windows start with [CLS], the "no answer" p
 @dataclass(frozen=True)
 class Answer:
     text: str
-    start: int  # character offsets into the context: context[start:end] == text
+    start: int  # character offsets into the context (or its passage): context[start:end] == text
     end: int
     score: float  # probability among the n-best candidates, 0..1
     logit: float  # start logit + end logit, the ranking key
+    passage: int | None = None  # for a context given as passages: the one the answer is in (None: abstained)
 
     def as_dict(self) -> dict:
         return {"answer": self.text, "score": self.score, "start": self.start, "end": self.end}
@@ -79,14 +80,17 @@ def null_logit(windows: Sequence[Window], start_logits: Sequence[np.ndarray], en
 
 
 def rank_answers(
-    context: str,
-    candidates: Iterable[tuple[float, int, int]],
+    context: str | Sequence[str],
+    candidates: Iterable[tuple[float, int, int] | tuple[float, int, int, int]],
     n_best: int = DEFAULT_N_BEST,
     top_k: int = 1,
     null: float | None = None,
     null_threshold: float | None = None,
 ) -> list[Answer]:
     """The `top_k` best answers with distinct text, scored by softmax over the n-best spans.
+
+    `context` may be a list of passages; each candidate then names its passage as a fourth item, the
+    spans of all passages compete in one ranking, and each answer says which passage it is in.
 
     With `null_threshold` set and a `null` logit, the null candidate joins the softmax and the
     empty answer (start = end = 0, score p(no answer)) comes first when null - best span logit
@@ -104,14 +108,17 @@ def rank_answers(
         answers.append(Answer(text="", start=0, end=0, score=float(probs[-1]), logit=null))
         if len(answers) == top_k:
             return answers
+    passages = None if isinstance(context, str) else context
     seen: set[str] = set()
-    for (logit, start, end), prob in zip(best, probs):
-        end = _past_combining_marks(context, end)
-        text = context[start:end]
+    for (logit, start, end, *where), prob in zip(best, probs):
+        passage = where[0] if passages is not None else None
+        text_of = passages[passage] if passages is not None else context
+        end = _past_combining_marks(text_of, end)
+        text = text_of[start:end]
         if text in seen:
             continue
         seen.add(text)
-        answers.append(Answer(text=text, start=start, end=end, score=float(prob), logit=logit))
+        answers.append(Answer(text=text, start=start, end=end, score=float(prob), logit=logit, passage=passage))
         if len(answers) == top_k:
             break
     return answers
@@ -127,7 +134,7 @@ def _past_combining_marks(context: str, end: int) -> int:
 
 
 def decode_example(
-    context: str,
+    context: str | Sequence[str],
     windows: Sequence[Window],
     start_logits: Sequence[np.ndarray],
     end_logits: Sequence[np.ndarray],
@@ -138,9 +145,11 @@ def decode_example(
     align_to_words: bool = False,
 ) -> list[Answer]:
     """Best answers for one example from the logits of all its windows (see the module doc for
-    `null_threshold`, the abstention threshold in logits; None never abstains)."""
-    candidates: list[tuple[float, int, int]] = []
+    `null_threshold`, the abstention threshold in logits; None never abstains). For a context given
+    as a list of passages, windows name their passage and answers say which passage they are in."""
+    candidates: list[tuple] = []
     for window, s, e in zip(windows, start_logits, end_logits):
-        candidates.extend(window_candidates(window, s, e, n_best, max_answer_length, align_to_words))
+        found = window_candidates(window, s, e, n_best, max_answer_length, align_to_words)
+        candidates.extend(found if isinstance(context, str) else [(*c, window.passage) for c in found])
     null = null_logit(windows, start_logits, end_logits) if null_threshold is not None else None
     return rank_answers(context, candidates, n_best=n_best, top_k=top_k, null=null, null_threshold=null_threshold)

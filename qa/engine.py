@@ -106,44 +106,60 @@ class QAEngine:
                 self._windowers.popitem(last=False)
         return windower
 
-    def windows(self, questions: Sequence[str], contexts: Sequence[str], params: InferenceParams) -> list[Window]:
+    def windows(
+        self, questions: Sequence[str], contexts: Sequence[str | Sequence[str]], params: InferenceParams
+    ) -> list[Window]:
         """The windows the model reads for each pair: all of them, or for a context of more than
-        params.max_windows windows the best by BM25 against the question (qa/ranking.py). With a
-        document cache, a long context is tokenised and indexed once."""
+        params.max_windows windows the best by BM25 against the question (qa/ranking.py). A context
+        may be a list of passages: each is windowed on its own, and the windows of all of them are
+        ranked together. With a document cache, a long context is tokenised and indexed once."""
         if len(questions) != len(contexts):
             raise ValueError(f"questions and contexts must have the same length, got {len(questions)} and "
                              f"{len(contexts)}")
         windower = self.windower_for(params)
+        texts_of = [passages_of(context) for context in contexts]
+        texts = [text for passages in texts_of for text in passages]
         if self.documents is None:
-            documents = [Document(tokens, tokens.nbytes) for tokens in windower.encode_contexts(contexts)]
+            documents = [Document(tokens, tokens.nbytes) for tokens in windower.encode_contexts(texts)]
         else:
-            documents = self.documents.documents(contexts, windower.encode_contexts)
+            documents = self.documents.documents(texts, windower.encode_contexts)
         windows: list[Window] = []
-        for example, (question, context, document) in enumerate(zip(questions, contexts, documents)):
+        first = 0
+        for example, (question, passages) in enumerate(zip(questions, texts_of)):
+            own = documents[first : first + len(passages)]
+            first += len(passages)
             question_ids = windower.question_ids(question)
-            slices = windower.slices(len(question_ids), len(document.tokens))
-            if params.max_windows and len(slices) > params.max_windows:
-                index = self._window_index(windower, document, context, len(question_ids), slices)
-                slices = [slices[i] for i in windows_to_read(index.scores(question), params.max_windows)]
-            windows.extend(windower.window(example, question_ids, document.tokens, start, end)
-                           for start, end in slices)
+            plan = [(passage, start, end) for passage, document in enumerate(own)
+                    for start, end in windower.slices(len(question_ids), len(document.tokens))]
+            if params.max_windows and len(plan) > params.max_windows:
+                index = self._window_index(windower, own, passages, len(question_ids))
+                plan = [plan[i] for i in windows_to_read(index.scores(question), params.max_windows)]
+            windows.extend(windower.window(example, question_ids, own[passage].tokens, start, end, passage)
+                           for passage, start, end in plan)
         return windows
 
     def _window_index(
-        self, windower: Windower, document: Document, context: str, question_tokens: int,
-        slices: list[tuple[int, int]],
+        self, windower: Windower, documents: Sequence[Document], texts: Sequence[str], question_tokens: int
     ) -> WindowIndex:
-        """The BM25 index of a document's windows for questions of this many tokens, kept with the
-        document (the window layout depends only on the question's length)."""
+        """The BM25 index of the windows of one context (kept with its document: the window layout
+        depends only on the question's length) or of several passages (built per call from their
+        kept words)."""
+        words = []
+        for document, text in zip(documents, texts):
+            found = document.extras.get("words")
+            if found is None:
+                found = DocumentWords.of(text)
+                self._keep(document, "words", found, found.nbytes)
+            words.append(found)
+        parts = [(w, [d.tokens.span(start, end) for start, end in windower.slices(question_tokens, len(d.tokens))])
+                 for w, d in zip(words, documents)]
+        if len(documents) != 1:
+            return WindowIndex(parts)
         layout = ("windows", windower.max_seq_length, windower.doc_stride, question_tokens)
-        index = document.extras.get(layout)
+        index = documents[0].extras.get(layout)
         if index is None:
-            words = document.extras.get("words")
-            if words is None:
-                words = DocumentWords.of(context)
-                self._keep(document, "words", words, words.nbytes)
-            index = WindowIndex(words, [document.tokens.span(start, end) for start, end in slices])
-            self._keep(document, layout, index, index.nbytes)
+            index = WindowIndex(parts)
+            self._keep(documents[0], layout, index, index.nbytes)
         return index
 
     def _keep(self, document: Document, name, value, nbytes: int) -> None:
@@ -238,6 +254,11 @@ class QAEngine:
     def answer(self, question: str, context: str, **options) -> list[Answer]:
         """answer_many for one pair; `options` are answer_many's (top_k, max_answer_length, ...)."""
         return self.answer_many([question], [context], **options)[0]
+
+
+def passages_of(context: str | Sequence[str]) -> list[str]:
+    """A context's passages: itself, or the list it is."""
+    return [context] if isinstance(context, str) else list(context)
 
 
 def max_positions(model_dir: Path) -> int | None:

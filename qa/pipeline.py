@@ -46,6 +46,8 @@ ARGUMENTS = (
     PipelineArgument("handle_impossible_answer", "handle_impossible_answer", False, "True or False"),
     PipelineArgument("align_to_words", "align_to_words", True, "True or False"),
     PipelineArgument("batch_size", None, None, "an integer >= 1 (windows per model call)"),
+    # Not the pipeline's: windows read per context (None: the model's setting; 0: every window).
+    PipelineArgument("max_windows", "max_windows", None, "0 (every window) or an integer >= 1"),
 )
 BY_NAME = {a.name: a for a in ARGUMENTS}
 DEFAULT_QUESTION_TOKENS = 64
@@ -86,8 +88,18 @@ class QuestionAnswerer:
         return cls(QAEngine.from_model_dir(model_dir, backend=backend, threads=threads))
 
     def __call__(self, *args, question: str | Sequence[str] | None = None, context: str | Sequence[str] | None = None,
-                 **kwargs) -> dict | list:
-        questions, contexts, single = _pairs(args, question, context)
+                 passages: Sequence[str | dict] | None = None, **kwargs) -> dict | list:
+        """The pipeline's call. Beyond it: `passages=[...]` (strings or {"text", "id"} dicts) with one
+        question reads them as one document; each answer then adds "passage": {"index", "id"?}, or
+        None when it abstains."""
+        passage_ids: list | None = None
+        if passages is not None:
+            if args or context is not None or not isinstance(question, str):
+                raise InvalidArgument("passages= goes with one question= string and no context=")
+            texts, passage_ids = _passages(passages)
+            questions, contexts, single = [question], [texts], True
+        else:
+            questions, contexts, single = _pairs(args, question, context)
         unknown = sorted(set(kwargs) - set(BY_NAME))
         if unknown:
             raise InvalidArgument(f"unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(BY_NAME)}")
@@ -115,11 +127,35 @@ class QuestionAnswerer:
         empty = [i for i, answers in enumerate(ranked) if not answers]
         if empty:
             raise NoReadableText(empty[0])
-        results = [[{"score": a.score, "start": a.start, "end": a.end, "answer": a.text} for a in answers]
-                   for answers in ranked]
+        results = [[_as_dict(a, passage_ids) for a in answers] for answers in ranked]
         # The pipeline's shapes: one answer is a dict (even with top_k > 1 when only one survived).
         results = [r[0] if len(r) == 1 else r for r in results]
         return results[0] if single or len(results) == 1 else results
+
+
+def _as_dict(answer, passage_ids: list | None) -> dict:
+    result = {"score": answer.score, "start": answer.start, "end": answer.end, "answer": answer.text}
+    if passage_ids is not None:
+        passage_id = passage_ids[answer.passage] if answer.passage is not None else None
+        result["passage"] = None if answer.passage is None else {
+            "index": answer.passage, **({"id": passage_id} if passage_id is not None else {})}
+    return result
+
+
+def _passages(passages) -> tuple[list[str], list]:
+    """(texts, ids) of passages given as strings or {"text", "id"} dicts."""
+    if isinstance(passages, (str, dict)) or not isinstance(passages, Sequence) or not passages:
+        raise InvalidArgument(f"passages must be a non-empty list of strings or {{'text', 'id'}} dicts, "
+                              f"got {passages!r:.80}")
+    texts, ids = [], []
+    for index, passage in enumerate(passages):
+        text, passage_id = (passage.get("text"), passage.get("id")) if isinstance(passage, dict) else (passage, None)
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidArgument(f"passages[{index}] must be a non-empty string (or a dict whose 'text' is one), "
+                                  f"got {passage!r:.80}")
+        texts.append(text)
+        ids.append(passage_id)
+    return texts, ids
 
 
 def _pairs(args: tuple, question, context) -> tuple[list[str], list[str], bool]:

@@ -54,22 +54,29 @@ class DocumentWords:
     def nbytes(self) -> int:
         return self.starts.nbytes + self.ids.nbytes + sum(80 + len(word) for word in self.vocab)
 
-    def between(self, start: int, end: int) -> list[int]:
+    def between(self, start: int, end: int) -> np.ndarray:
         """The ids of the words that start within characters [start, end)."""
         first, last = np.searchsorted(self.starts, (start, end))
-        return self.ids[first:last].tolist()
+        return self.ids[first:last]
 
 
 class WindowIndex:
-    """BM25 (bm25s, Lucene) over one context's windows, given as character spans."""
+    """BM25 (bm25s, Lucene) over windows given as character spans of one context or of several
+    passages: `parts` pairs each context's words with its windows' spans, and the windows are
+    numbered in that order."""
 
-    def __init__(self, words: DocumentWords, spans: Sequence[tuple[int, int]]) -> None:
-        self.size = len(spans)
+    def __init__(self, parts: Sequence[tuple[DocumentWords, Sequence[tuple[int, int]]]]) -> None:
+        self.size = sum(len(spans) for _, spans in parts)
+        vocab: dict[str, int] = {}
+        windows: list[list[int]] = []
+        for words, spans in parts:
+            # This context's word ids in the shared vocabulary (a dict's order is its ids' order).
+            shared_ids = np.asarray([vocab.setdefault(word, len(vocab)) for word in words.vocab], dtype=np.int64)
+            windows.extend(shared_ids[words.between(start, end)].tolist() for start, end in spans)
         self.retriever: bm25s.BM25 | None = None
-        if words.vocab:  # no word in the context (digits or punctuation only): nothing to rank by
-            corpus = Tokenized(ids=[words.between(start, end) for start, end in spans], vocab=dict(words.vocab))
+        if vocab:  # no word in any context (digits or punctuation only): nothing to rank by
             self.retriever = bm25s.BM25(method="lucene")
-            self.retriever.index(corpus, show_progress=False)
+            self.retriever.index(Tokenized(ids=windows, vocab=vocab), show_progress=False)
 
     @property
     def nbytes(self) -> int:

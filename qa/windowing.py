@@ -35,6 +35,8 @@ class Window:
     # Character span of the whole word (as the tokenizer's pre-tokenizer splits words) that each
     # context token belongs to, within this window; (-1, -1) elsewhere. For align_to_words.
     word_spans: np.ndarray | None = None
+    # Which of the example's passages the context tokens come from (0 for an example of one context).
+    passage: int = 0
 
     @property
     def context_mask(self) -> np.ndarray:
@@ -202,7 +204,8 @@ class Windower:
         return ranges
 
     def window(
-        self, example_index: int, question_ids: np.ndarray, context: ContextTokens, start: int, end: int
+        self, example_index: int, question_ids: np.ndarray, context: ContextTokens, start: int, end: int,
+        passage: int = 0,
     ) -> Window:
         """The question joined to context tokens [start, end) with the model's special tokens."""
         ids, type_ids, is_context = self._template.join(question_ids, context.ids[start:end])
@@ -210,7 +213,7 @@ class Windower:
         offsets[is_context] = context.offsets[start:end]
         words = np.full(len(ids), -1, dtype=np.int64)
         words[is_context] = context.words[start:end]
-        return Window(example_index, ids, type_ids, offsets, word_spans(offsets, words))
+        return Window(example_index, ids, type_ids, offsets, word_spans(offsets, words), passage)
 
     def windows(
         self, questions: Sequence[str], contexts: Sequence[str], encoded_contexts: Sequence[ContextTokens] | None = None

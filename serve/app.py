@@ -22,6 +22,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_te
 from werkzeug.exceptions import HTTPException
 
 from qa.backends import GRAPH_FILES
+from qa.decoding import Answer
 from qa.engine import Answerer
 from qa.errors import ModelLoadError
 from qa.model_dir import graph_sha256, weight_files
@@ -147,7 +148,7 @@ def parse_batch(body: Any, settings: Settings) -> list[AnswerRequest]:
             f"field 'items' has {len(raw_items)} items; the limit is {settings.max_batch_items} items",
         )
     items = [parse_item(obj, settings, f"items[{i}].") for i, obj in enumerate(raw_items)]
-    total = sum(len(item.context) for item in items)
+    total = sum(item.context_chars for item in items)
     if total > settings.max_batch_context_chars:
         raise ApiError(
             413,
@@ -201,15 +202,27 @@ class Service:
                         f"field '{where(i)}context' has no readable text for the model "
                         "(only control, format or unknown characters)",
                     )
-                result = ranked[0].as_dict()
+                result = answer_json(ranked[0], items[i])
                 if items[i].ranked:
-                    result["answers"] = [a.as_dict() for a in ranked]
+                    result["answers"] = [answer_json(a, items[i]) for a in ranked]
                 results[i] = result
         self.metrics.answers.inc(len(items))
         return results  # type: ignore[return-value]
 
     def served_by(self) -> dict[str, Any]:
         return {"model": self.info["model"], "backend": self.info["backend"], "elapsed_ms": elapsed_ms()}
+
+
+def answer_json(answer: Answer, item: AnswerRequest) -> dict[str, Any]:
+    """An answer as the API gives it; for passages, with the passage it is in (null: abstained)."""
+    result = answer.as_dict()
+    if item.passage_ids is not None:
+        if answer.passage is None:
+            result["passage"] = None
+        else:
+            passage_id = item.passage_ids[answer.passage]
+            result["passage"] = {"index": answer.passage, **({"id": passage_id} if passage_id is not None else {})}
+    return result
 
 
 def service() -> Service:

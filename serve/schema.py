@@ -56,7 +56,10 @@ class TextField:
         label = f"{where}{self.name}"
         if obj.get(self.name) is None:
             raise ApiError(422, "missing_field", f"field '{label}' is required")
-        value = obj[self.name]
+        return self.check(obj[self.name], label, settings)
+
+    def check(self, value: Any, label: str, settings: Settings) -> str:
+        """The value, if it is a string this field accepts; an ApiError naming `label` otherwise."""
         if not isinstance(value, str):
             raise ApiError(422, "invalid_field", f"field '{label}' must be a string, got {json_type(value)}")
         if value == "":
@@ -144,11 +147,86 @@ class BooleanField:
         return f"| `{self.name}` | boolean, optional | true, false (default {default}) | {self.description} |"
 
 
+@dataclass(frozen=True)
+class ContextField:
+    """The context: one string, or a list of passages, each a string or {"text", "id"}. The length
+    limit applies to all passages together."""
+
+    text: TextField
+
+    name = "context"
+    required = True
+    option = None
+
+    def parse(self, obj: dict, where: str, settings: Settings) -> str | Passages:
+        value = obj.get(self.name)
+        if not isinstance(value, list):
+            return self.text.parse(obj, where, settings)
+        label = f"{where}{self.name}"
+        if not value:
+            raise ApiError(422, "empty_field", f"field '{label}' must hold at least one passage")
+        if len(value) > settings.max_passages:
+            raise ApiError(413, "too_many_passages", f"field '{label}' has {len(value)} passages; the limit is "
+                           f"{settings.max_passages} passages (QA_MAX_PASSAGES)")
+        texts: list[str] = []
+        ids: list[str | int | None] = []
+        for index, passage in enumerate(value):
+            here = f"{label}[{index}]"
+            if isinstance(passage, dict):
+                _no_unknown(passage, ("text", "id"), f"{here}.")
+                if passage.get("text") is None:
+                    raise ApiError(422, "missing_field", f"field '{here}.text' is required")
+                passage_id = passage.get("id")
+                if passage_id is not None and (isinstance(passage_id, bool) or not isinstance(passage_id, (str, int))):
+                    raise ApiError(422, "invalid_field",
+                                   f"field '{here}.id' must be a string or an integer, got {json_type(passage_id)}")
+                texts.append(self.text.check(passage["text"], f"{here}.text", settings))
+                ids.append(passage_id)
+            else:
+                texts.append(self.text.check(passage, here, settings))
+                ids.append(None)
+        total = sum(len(text) for text in texts)
+        limit = self.text.limit(settings)
+        if total > limit:
+            raise ApiError(413, "context_too_long", f"field '{label}' has {total} characters in its passages "
+                           f"together; the limit is {limit} characters")
+        return Passages(texts, ids)
+
+    def json_schema(self, settings: Settings) -> dict[str, Any]:
+        text = self.text.json_schema(settings)
+        passage = {"oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "object", "additionalProperties": False, "required": ["text"],
+             "properties": {"text": {"type": "string", "minLength": 1},
+                            "id": {"type": ["string", "integer"], "description": "Returned with the answer."}}},
+        ]}
+        return {"description": self.text.description, "oneOf": [
+            {"type": "string", "minLength": 1, "maxLength": text["maxLength"]},
+            {"type": "array", "minItems": 1, "maxItems": settings.max_passages, "items": passage},
+        ]}
+
+    def doc_row(self, settings: Settings) -> str:
+        return (f"| `context` | string, or array of passages, required | 1–{self.text.limit(settings)} characters "
+                f"in all (`{self.text.limit_env}`), not whitespace only; at most {settings.max_passages} passages "
+                f"(`QA_MAX_PASSAGES`), each a string or `{{\"text\", \"id\"}}` | {self.text.description} |")
+
+
+@dataclass(frozen=True)
+class Passages:
+    """A context given as passages; `ids` are the clients' own (None where not given)."""
+
+    texts: list[str]
+    ids: list[str | int | None]
+
+
+CONTEXT_TEXT = TextField(
+    "context", "The text the answer is taken from; long contexts are read in overlapping windows of 384 tokens, "
+    "pre-ranked against the question when there are more than max_windows of them. A list of passages is "
+    "read as one document whose answer names its passage.", lambda s: s.max_context_chars, "QA_MAX_CONTEXT_CHARS")
 ITEM_FIELDS = (
     TextField("question", "Must hold a non-whitespace character.",
               lambda s: s.max_question_chars, "QA_MAX_QUESTION_CHARS"),
-    TextField("context", "The text the answer is taken from; long contexts are read in overlapping "
-              "windows of 384 tokens.", lambda s: s.max_context_chars, "QA_MAX_CONTEXT_CHARS"),
+    ContextField(CONTEXT_TEXT),
     IntegerField("top_k", "When given, the response adds `answers`: up to top_k best distinct answers.", 1, 10,
                  option="top_k"),
     IntegerField("max_answer_len", "Longest answer in model tokens (default: the model's setting, usually 30).",
@@ -156,6 +234,10 @@ ITEM_FIELDS = (
     BooleanField("handle_impossible_answer", "When true, the answer may be empty (\"\", start 0, end 0, score = "
                  "p(no answer)) if the context does not hold one; the model's qa.json sets the threshold.",
                  option="handle_impossible_answer"),
+    IntegerField("max_windows", "Windows of 384 tokens the model reads: a longer context (or list of passages) "
+                 "has its windows ranked against the question with BM25 and only the best are read, plus near "
+                 "ties up to twice as many; 0 reads every window (default: the model's setting).", 0, 256,
+                 option="max_windows"),
 )
 FIELD_NAMES = tuple(f.name for f in ITEM_FIELDS)
 
@@ -163,9 +245,14 @@ FIELD_NAMES = tuple(f.name for f in ITEM_FIELDS)
 @dataclass(frozen=True)
 class AnswerRequest:
     question: str
-    context: str
+    context: str | list[str]  # one text, or passages
     options: dict[str, Any]  # qa.params.AnswerOptions fields the client set, by ITEM_FIELDS' `option`
     ranked: bool  # the client gave top_k: the response adds "answers"
+    passage_ids: list[str | int | None] | None = None  # for passages: the clients' ids
+
+    @property
+    def context_chars(self) -> int:
+        return len(self.context) if isinstance(self.context, str) else sum(len(text) for text in self.context)
 
 
 def parse_item(obj: Any, settings: Settings, where: str = "") -> AnswerRequest:
@@ -176,7 +263,10 @@ def parse_item(obj: Any, settings: Settings, where: str = "") -> AnswerRequest:
     _no_unknown(obj, FIELD_NAMES, where)
     values = {f.name: f.parse(obj, where, settings) for f in ITEM_FIELDS}
     options = {f.option: values[f.name] for f in ITEM_FIELDS if f.option and values[f.name] is not None}
-    return AnswerRequest(values["question"], values["context"], options, ranked=values["top_k"] is not None)
+    context = values["context"]
+    if isinstance(context, Passages):
+        return AnswerRequest(values["question"], context.texts, options, values["top_k"] is not None, context.ids)
+    return AnswerRequest(values["question"], context, options, ranked=values["top_k"] is not None)
 
 
 def item_json_schema(settings: Settings) -> dict[str, Any]:
@@ -200,7 +290,10 @@ def docs_table(settings: Settings | None = None) -> str:
 # POST /v1/question-answering: {"inputs": {"question", "context"} or a list of them, "parameters": {...}},
 # answered in the pipeline's shape with the pipeline's defaults (qa/pipeline.py ARGUMENTS).
 
-PIPELINE_INPUT_FIELDS = ITEM_FIELDS[:2]  # question, context
+# question, and context as one string: there a list of inputs is a batch, as the pipeline had it.
+PIPELINE_INPUT_FIELDS = (ITEM_FIELDS[0], TextField(
+    "context", "The text the answer is taken from; long contexts are read in overlapping windows of 384 tokens.",
+    lambda s: s.max_context_chars, "QA_MAX_CONTEXT_CHARS"))
 PIPELINE_DEFAULTS = {a.name: a.default for a in PIPELINE_ARGUMENTS}
 PIPELINE_PARAMETERS = (
     IntegerField("top_k", "Answers per input; above 1 the answer is a list.", 1, 10),

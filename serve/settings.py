@@ -7,6 +7,7 @@ Every variable is optional; a bad value stops start-up with one line that names 
     QA_MODEL_NAME                name reported in answers and metrics (default: the directory name)
     QA_MAX_CONTEXT_CHARS         longest context accepted, in characters (default 100000)
     QA_MAX_QUESTION_CHARS        longest question accepted, in characters (default 1000)
+    QA_MAX_PASSAGES              most passages in one context given as a list (default 1000)
     QA_MAX_BATCH_ITEMS           most items in one batch request (default 32)
     QA_MAX_BATCH_CONTEXT_CHARS   most context characters in one batch request, all items (default 400000)
     QA_MAX_BODY_BYTES            largest request body, in bytes (default 8 MiB)
@@ -34,6 +35,7 @@ class Settings:
     model_name: str = ""
     max_context_chars: int = 100_000
     max_question_chars: int = 1_000
+    max_passages: int = 1_000
     max_batch_items: int = 32
     max_batch_context_chars: int = 400_000
     max_body_bytes: int = 8 * 1024 * 1024
@@ -44,7 +46,8 @@ class Settings:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
         if not self.model_name:
             object.__setattr__(self, "model_name", self.model_dir.resolve().name or str(self.model_dir))
-        for name in ("max_context_chars", "max_question_chars", "max_batch_items", "max_batch_context_chars"):
+        for name in ("max_context_chars", "max_question_chars", "max_passages", "max_batch_items",
+                     "max_batch_context_chars"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.document_cache_mb < 0:
@@ -62,6 +65,7 @@ class Settings:
             model_name=(env.get("QA_MODEL_NAME") or "").strip(),
             max_context_chars=env_int(env, "QA_MAX_CONTEXT_CHARS", defaults.max_context_chars, minimum=1),
             max_question_chars=env_int(env, "QA_MAX_QUESTION_CHARS", defaults.max_question_chars, minimum=1),
+            max_passages=env_int(env, "QA_MAX_PASSAGES", defaults.max_passages, minimum=1),
             max_batch_items=env_int(env, "QA_MAX_BATCH_ITEMS", defaults.max_batch_items, minimum=1),
             max_batch_context_chars=env_int(
                 env, "QA_MAX_BATCH_CONTEXT_CHARS", defaults.max_batch_context_chars, minimum=1

@@ -65,3 +65,25 @@ def test_exit_codes(tiny_bert_dir, tmp_path, capsys):
     assert main(["answer", "--model", str(tmp_path / "missing"), "--question", "q", "--context", "c"]) == 2
     assert "cannot load model" in capsys.readouterr().err
     assert main(["answer", *model, "--question", "When?", "--context", CONTEXT, "--top-k", "0"]) == 2
+
+
+def test_passages_from_flags_and_from_a_file_name_their_passage(tiny_bert_dir, answerer, capsys, tmp_path):
+    passages = ["The Harbor Point lighthouse was built in 1874.", {"text": CONTEXT, "id": "board"}]
+    expected = answerer(question="When was it built?", passages=passages)
+    passages_file = tmp_path / "passages.json"
+    passages_file.write_text(json.dumps(passages), encoding="utf-8")
+    common = ["answer", "--model", str(tiny_bert_dir), "--backend", "torch", "--question", "When was it built?"]
+    assert main([*common, "--passages-file", str(passages_file)]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    assert from_file.pop("score") == pytest.approx(expected.pop("score"))
+    assert from_file == expected
+    index = from_file["passage"]["index"]
+    text = passages[index] if isinstance(passages[index], str) else passages[index]["text"]
+    assert text[from_file["start"] : from_file["end"]] == from_file["answer"]
+    assert main([*common, "--passage", passages[0], "--passage", CONTEXT]) == 0
+    from_flags = json.loads(capsys.readouterr().out)
+    span = ("answer", "start", "end")
+    assert {k: from_flags[k] for k in span} == {k: expected[k] for k in span}
+    passages_file.write_text('{"text": "not a list"}', encoding="utf-8")
+    assert main([*common, "--passages-file", str(passages_file)]) == 2
+    assert str(passages_file) in capsys.readouterr().err

@@ -7,6 +7,7 @@ import pytest
 
 from qa import QuestionAnswerer
 from qa.params import AnswerOptions
+from qa.pipeline import InvalidArgument
 from qa.windowing import word_spans
 
 CONTEXT = "Marie Curie and Pierre Curie discovered radium and polonium in 1898 in Paris."
@@ -125,3 +126,17 @@ def test_a_wrapping_engine_that_batches_by_itself_ignores_batch_size(answerer):
         assert got == pytest.approx(answerer(question=QUESTION, context=CONTEXT))
     finally:
         batcher.close()
+
+
+def test_passages_are_one_document_and_bad_ones_name_their_index(answerer):
+    passages = ["Pierre Curie was born in Paris.", {"text": "The bridge opened in 1894.", "id": "b"}]
+    result = answerer(question="When did it open?", passages=passages, top_k=4)
+    for answer in result if isinstance(result, list) else [result]:
+        index = answer["passage"]["index"]
+        text = passages[index] if index == 0 else passages[index]["text"]
+        assert text[answer["start"] : answer["end"]] == answer["answer"]
+        assert answer["passage"] == ({"index": 1, "id": "b"} if index else {"index": 0})
+    with pytest.raises(InvalidArgument, match=r"passages\[1\]"):
+        answerer(question="When?", passages=["fine", "  "])
+    with pytest.raises(InvalidArgument, match="passages= goes with one question"):
+        answerer(question="When?", context="x", passages=["fine"])

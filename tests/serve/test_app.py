@@ -167,7 +167,15 @@ def test_malformed_bodies_and_wrong_content_types(client, data, content_type, st
         ({"question": " \t\n ", "context": CONTEXT}, "question", "empty_field"),
         ({"question": QUESTION, "context": "\u3000\u00a0 \n"}, "context", "empty_field"),
         ({"question": 42, "context": CONTEXT}, "question", "invalid_field"),
-        ({"question": QUESTION, "context": ["a", "b"]}, "context", "invalid_field"),
+        ({"question": QUESTION, "context": ["a", 3]}, "context[1]", "invalid_field"),
+        ({"question": QUESTION, "context": []}, "context", "empty_field"),
+        ({"question": QUESTION, "context": ["a", " \n"]}, "context[1]", "empty_field"),
+        ({"question": QUESTION, "context": [{"id": "p1"}]}, "context[0].text", "missing_field"),
+        ({"question": QUESTION, "context": [{"text": "a", "id": 1.5}]}, "context[0].id", "invalid_field"),
+        ({"question": QUESTION, "context": [{"text": "a", "page": 2}]}, "context[0].page", "unknown_field"),
+        ({"question": QUESTION, "context": [[CONTEXT]]}, "context[0]", "invalid_field"),
+        ({"question": QUESTION, "context": ["\x00\x01", "\x7f"]}, "context", "no_tokens"),
+        ({"question": QUESTION, "context": CONTEXT, "max_windows": -1}, "max_windows", "out_of_range"),
         ({"question": QUESTION, "context": {"text": "a"}}, "context", "invalid_field"),
         ({"question": QUESTION, "context": "ok \ud800 lone surrogate"}, "context", "invalid_field"),
         ({"question": QUESTION, "context": CONTEXT, "top_k": 0}, "top_k", "out_of_range"),
@@ -433,7 +441,8 @@ def test_openapi_documents_every_route_method_and_error(app, client):
         name = ref.removeprefix("#/components/schemas/")
         assert name in doc["components"]["schemas"], ref
     limits = doc["components"]["schemas"]["AnswerRequest"]["properties"]
-    assert limits["context"]["maxLength"] == 100_000 and limits["top_k"]["maximum"] == 10
+    assert limits["context"]["oneOf"][0]["maxLength"] == 100_000 and limits["top_k"]["maximum"] == 10
+    assert limits["context"]["oneOf"][1]["maxItems"] == 1_000
 
 
 def test_request_id_is_echoed_or_generated(client):
@@ -656,3 +665,48 @@ def test_the_api_docs_are_bundled_and_only_they_relax_the_csp(client):
     for asset in ("/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js"):
         assert asset in page.get_data(as_text=True) and client.get(asset).status_code == 200
     assert "unsafe-inline" not in client.get("/").headers["Content-Security-Policy"]  # the form keeps the strict one
+
+
+# ---------------------------------------------------------------- passages
+
+PASSAGES = ["Pierre Curie was born in Paris in 1859.", CONTEXT, "Polonium is named after Poland."]
+
+
+def test_passages_answer_names_the_passage_and_offsets_inside_it(client, tiny_engine):
+    body = {"question": QUESTION, "context": [PASSAGES[0], {"text": PASSAGES[1], "id": "curie-2"},
+                                              {"text": PASSAGES[2], "id": 7}], "top_k": 3}
+    result = post(client, "/v1/answer", body).get_json()
+    expected = tiny_engine.answer(QUESTION, PASSAGES, top_k=3)
+    for got in [result, *result["answers"]]:
+        index = got["passage"]["index"]
+        assert PASSAGES[index][got["start"] : got["end"]] == got["answer"]
+        assert got["passage"] == {"index": index, **({"id": ["", "curie-2", 7][index]} if index else {})}
+    assert [(a["answer"], a["passage"]["index"]) for a in result["answers"]] == [(a.text, a.passage) for a in expected]
+
+
+def test_an_abstention_over_passages_names_no_passage(abstaining_client):
+    body = {"question": QUESTION, "context": PASSAGES, "handle_impossible_answer": True}
+    result = post(abstaining_client, "/v1/answer", body).get_json()
+    assert (result["answer"], result["start"], result["end"], result["passage"]) == ("", 0, 0, None)
+
+
+def test_passage_limits_apply_to_the_total_and_name_the_field(tiny_engine):
+    app = create_app(tiny_engine, Settings(model_dir=tiny_engine.model_dir, max_context_chars=100, max_passages=3))
+    client = app.test_client()
+    too_long = post(client, "/v1/answer", {"question": QUESTION, "context": ["a" * 60, "b" * 50]})
+    assert too_long.status_code == 413
+    assert error_of(too_long)["code"] == "context_too_long" and "'context'" in error_of(too_long)["message"]
+    assert "110 characters" in error_of(too_long)["message"]
+    too_many = post(client, "/v1/answer", {"question": QUESTION, "context": ["a", "b", "c", "d"]})
+    assert too_many.status_code == 413 and error_of(too_many)["code"] == "too_many_passages"
+    assert post(client, "/v1/answer", {"question": QUESTION, "context": ["a" * 50, "b" * 50]}).status_code == 200
+    batch = post(client, "/v1/answer/batch", {"items": [{"question": QUESTION, "context": ["a" * 60, "b" * 50]}]})
+    assert batch.status_code == 413 and "'items[0].context'" in error_of(batch)["message"]
+
+
+def test_the_pipeline_route_keeps_lists_as_a_batch(client):
+    body = {"inputs": [{"question": QUESTION, "context": PASSAGES[0]}, {"question": QUESTION, "context": CONTEXT}]}
+    response = post(client, "/v1/question-answering", body)
+    assert response.status_code == 200 and isinstance(response.get_json(), list) and len(response.get_json()) == 2
+    as_passages = post(client, "/v1/question-answering", {"inputs": {"question": QUESTION, "context": PASSAGES}})
+    assert as_passages.status_code == 422 and "'inputs.context'" in error_of(as_passages)["message"]
