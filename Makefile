@@ -18,7 +18,7 @@ export SQUAD_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test test-slow lint train recover evaluate calibrate score gate package card tune export export-openvino serve dev track mlflow-ui analyze bench bench-setup parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
+.PHONY: help setup test test-slow lint train recover evaluate calibrate score gate package card tune export export-openvino serve dev track mlflow-ui analyze bench bench-setup bench-articles bench-documents parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
 
 help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -131,6 +131,12 @@ bench-setup:  ## the baseline's virtualenv (transformers 4.x still has the QA pi
 
 bench: $(if $(SKIP_BASELINE),,.venv-baseline/bin/python)  ## service vs transformers pipeline on the same weights -> bench/results.json: make bench [MODEL=dir] [N=1000] [BACKEND=] [DEV_DATA=file] [SKIP_BASELINE=1] [REFERENCE=earlier results.json, same CPU]
 	$(PYTHON) -m bench.run --model $(MODEL) --n $(N) --data $(DEV_DATA) --backend $(BACKEND) $(if $(SKIP_BASELINE),--skip-baseline) $(if $(REFERENCE),--reference $(REFERENCE))
+
+bench-articles:  ## whole-article questions, per max_windows k: EM/F1, windows read, p50/p95 -> bench/results/articles.json: make bench-articles [MODEL=dir] [DATA=dev or train file] [TITLES=json of titles] [K=0,1,2,4,8] [SAMPLE=n]
+	$(PYTHON) -m bench.articles --model $(MODEL) --data $(DATA) $(if $(TITLES),--titles $(TITLES)) --k $(or $(K),0,1,2,4,8) $(if $(SAMPLE),--sample $(SAMPLE)) --plot bench/results/articles.png
+
+bench-documents:  ## a 100,000-character document on a live server: first and following questions (the document cache), RSS after 1,000 distinct documents -> bench/results/documents.json: make bench-documents [MODEL=dir] [K=max_windows]
+	$(PYTHON) -m bench.documents --model $(MODEL) --data $(DEV_DATA) $(if $(K),--max-windows $(K))
 
 parity: .venv-baseline/bin/python  ## qa.QuestionAnswerer vs the transformers 4.57 pipeline on the first N dev questions, 3 settings -> bench/parity.json: make parity [MODEL=dir] [N=1000]
 	$(PYTHON) -m bench.parity --model $(MODEL) --n $(N) --data $(DEV_DATA)

@@ -34,6 +34,11 @@ def bm25_words(text: str) -> list[tuple[int, str]]:
     return [(start, word) for start, word in words if word not in STOPWORDS]
 
 
+def vocab_nbytes(vocab: dict[str, int]) -> int:
+    """About what a word -> id dict holds: its table entry, the str and the int objects."""
+    return sum(130 + len(word) for word in vocab)
+
+
 @dataclass(frozen=True)
 class DocumentWords:
     """A context's BM25 words once, with where each starts: any window's words are a slice of them, so
@@ -52,7 +57,7 @@ class DocumentWords:
 
     @property
     def nbytes(self) -> int:
-        return self.starts.nbytes + self.ids.nbytes + sum(80 + len(word) for word in self.vocab)
+        return self.starts.nbytes + self.ids.nbytes + vocab_nbytes(self.vocab)
 
     def between(self, start: int, end: int) -> np.ndarray:
         """The ids of the words that start within characters [start, end)."""
@@ -82,7 +87,9 @@ class WindowIndex:
     def nbytes(self) -> int:
         if self.retriever is None:
             return 0
-        return sum(v.nbytes for v in self.retriever.scores.values() if isinstance(v, np.ndarray))
+        arrays = sum(v.nbytes for v in self.retriever.scores.values() if isinstance(v, np.ndarray))
+        # bm25s keeps the vocabulary (a dict) and the set of its ids.
+        return arrays + vocab_nbytes(self.retriever.vocab_dict) + 64 * len(self.retriever.vocab_dict)
 
     def scores(self, question: str) -> np.ndarray:
         """Each window's BM25 score against the question; zeros when they share no word."""
