@@ -56,10 +56,21 @@ def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
         "type": "object",
         "required": ["answer", "score", "start", "end"],
         "properties": {
-            "answer": {"type": "string", "description": "Always equal to context[start:end]."},
+            "answer": {"type": "string", "description": "Always equal to context[start:end] (for passages: "
+                       "to that passage's text[start:end])."},
             "score": {"type": "number", "minimum": 0, "maximum": 1},
             "start": {"type": "integer", "minimum": 0, "description": "Character (code point) offset."},
             "end": {"type": "integer", "minimum": 0, "description": "Exclusive character offset."},
+            "passage": {
+                "oneOf": [
+                    {"type": "null"},
+                    {"type": "object", "required": ["index"], "additionalProperties": False,
+                     "properties": {"index": {"type": "integer", "minimum": 0},
+                                    "id": {"type": ["string", "integer"]}}},
+                ],
+                "description": "Only when context was a list of passages: the passage the answer is in, with "
+                               "its id when given; null for an empty (abstained) answer.",
+            },
         },
     }
     result = {

@@ -75,7 +75,14 @@ def answer_is_the_quoted_span(ctx, response, case) -> None:
     for item, result in pairs:
         spans = [result, *result.get("answers", [])]
         for span in spans:
-            quoted = item["context"][span["start"] : span["end"]]
+            context = item["context"]
+            if isinstance(context, list):  # passages: the answer quotes the one it names
+                if span["passage"] is None:
+                    assert span["answer"] == "", f"an answer {span['answer']!r} names no passage"
+                    continue
+                passage = context[span["passage"]["index"]]
+                context = passage["text"] if isinstance(passage, dict) else passage
+            quoted = context[span["start"] : span["end"]]
             assert quoted == span["answer"], f"answer {span['answer']!r} is not context[start:end] {quoted!r}"
         if item.get("top_k") is not None:
             assert 1 <= len(result["answers"]) <= item["top_k"]

@@ -83,6 +83,7 @@ def test_gunicorn_runs_without_reload_and_with_request_line_limits(tiny_bert_dir
 def test_request_size_and_batch_limits_are_enforced(client, hardening_settings):
     s = hardening_settings
     assert s.max_body_bytes <= 16 * 2**20 and s.max_batch_items <= 64 and s.max_context_chars <= 200_000
+    assert s.max_passages <= 10_000
     too_many = {"items": [{"question": QUESTION, "context": CONTEXT}] * (s.max_batch_items + 1)}
     response = client.post("/v1/answer/batch", json=too_many)
     assert response.status_code == 413 and response.get_json()["error"]["code"] == "too_many_items"
@@ -97,7 +98,14 @@ def test_request_size_and_batch_limits_are_enforced(client, hardening_settings):
     # The spec states the same limits, so clients can know them in advance.
     spec = client.get("/openapi.json").get_json()["components"]["schemas"]
     assert spec["BatchRequest"]["properties"]["items"]["maxItems"] == s.max_batch_items
-    assert spec["AnswerRequest"]["properties"]["context"]["maxLength"] == s.max_context_chars
+    context = spec["AnswerRequest"]["properties"]["context"]["oneOf"]
+    assert context[0]["maxLength"] == s.max_context_chars and context[1]["maxItems"] == s.max_passages
+    # Passages: their total is what counts, and their number is bounded.
+    halves = ["x " * (s.max_context_chars // 4 + 1)] * 2
+    response = client.post("/v1/answer", json={"question": QUESTION, "context": halves})
+    assert response.status_code == 413 and response.get_json()["error"]["code"] == "context_too_long"
+    response = client.post("/v1/answer", json={"question": QUESTION, "context": ["x"] * (s.max_passages + 1)})
+    assert response.status_code == 413 and response.get_json()["error"]["code"] == "too_many_passages"
 
 
 @pytest.mark.parametrize(
