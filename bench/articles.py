@@ -110,6 +110,7 @@ def run_strategy(engine: QAEngine, examples: list[SquadExample], max_windows: in
         predictions[example.id] = answers[0].text if answers else ""
     score = compute_score(references(examples), predictions)
     result = {
+        "predictions": predictions,  # compared across strategies, not written out
         "max_windows": max_windows,
         "scores": scores,
         "exact_match": round(score["exact_match"], 2),
@@ -174,15 +175,21 @@ def main(argv: list[str] | None = None) -> int:
                         "1 reads only exact ties)")
     parser.add_argument("--scores", default="raw", help="raw, window-softmax, or both (comma-separated)")
     parser.add_argument("--abstention", action="store_true", help="also measure abstention (see above)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/articles.json"))
+    parser.add_argument("--paragraphs", action="store_true",
+                        help="ask against each question's own paragraph instead (SQuAD as is), and count the "
+                             "predictions identical to those of the first strategy")
+    parser.add_argument("--out", type=Path, default=Path("bench/articles.json"))
     parser.add_argument("--plot", type=Path, help="draw F1 and p50 against windows read into this PNG")
     args = parser.parse_args(argv)
 
     if args.near_tie is not None:  # an ablation: the rule's share, for this run only
         ranking.NEAR_TIE = args.near_tie
     titles = set(json.loads(args.titles.read_text())["titles"]) if args.titles else None
-    built = article_examples(load_squad(args.data), titles)
+    loaded = load_squad(args.data)
+    built = article_examples(loaded, titles)
     examples = built.examples
+    if args.paragraphs:  # the same questions against their own paragraph, as SQuAD asks them
+        examples = [e for e in loaded if titles is None or e.title in titles]
     if args.sample and args.sample < len(examples):
         examples = random.Random(args.seed).sample(examples, args.sample)
     engine = QAEngine.from_model_dir(args.model, backend=args.backend)
@@ -194,21 +201,28 @@ def main(argv: list[str] | None = None) -> int:
         "backend": engine.backend.name,
         "data": args.data.name,
         "articles": built.articles,
+        "contexts": "paragraphs" if args.paragraphs else "articles",
         "article_characters_median": int(statistics.median(built.characters)),
         "questions": len(examples),
         "strategies": [],
     }
     print(f"{built.articles} articles (median {report['article_characters_median']:,} characters), "
           f"{len(examples)} questions, backend {report['backend']}")
+    first: dict[str, str] = {}
     for scores in args.scores.split(","):
         for k in [int(value) for value in args.k.split(",")]:
             result = run_strategy(engine, examples, k, scores, others)
+            predictions = result.pop("predictions")
+            first = first if report["strategies"] else predictions
+            result["same_predictions_as_first_pct"] = round(
+                100 * statistics.fmean(predictions[i] == first[i] for i in predictions), 2)
             report["strategies"].append(result)
             abstention = (f"  abstains: own {result['abstained_own_article_pct']:5.1f} %, other article "
                           f"{result['abstained_other_article_pct']:5.1f} %" if others else "")
             print(f"  {scores} max_windows {k:>3}: EM {result['exact_match']:6.2f}  F1 {result['f1']:6.2f}  "
                   f"windows/question {result['windows_per_question']:6.2f}  p50 {result['p50_ms']:8.1f} ms  "
-                  f"p95 {result['p95_ms']:8.1f} ms{abstention}", flush=True)
+                  f"p95 {result['p95_ms']:8.1f} ms  same as first {result['same_predictions_as_first_pct']:6.2f} %"
+                  f"{abstention}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {args.out}")
