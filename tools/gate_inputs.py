@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from train.hardware import cpu_description
 
 try:
     from tools.source_imports import first_party_imports
@@ -72,13 +73,6 @@ def inputs_sha256(root: Path, model: str, data: Path) -> str:
     return digest.hexdigest()
 
 
-def _machine() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("action", choices=["hash", "check", "record"])
@@ -99,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.action == "record":
         record = {"inputs_sha256": current, "model": args.model, "data": args.data.name,
-                  "recorded": time.strftime("%Y-%m-%d", time.gmtime()), "machine": _machine()}
+                  "recorded": time.strftime("%Y-%m-%d", time.gmtime()), "machine": cpu_description()}
         args.record.write_text(json.dumps(record, indent=2) + "\n")
         print(f"gate-inputs: recorded {current[:12]} in {args.record}")
         return 0
