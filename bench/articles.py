@@ -139,6 +139,7 @@ def other_articles(examples: list[SquadExample]) -> dict[str, str]:
 
 def plot(report: dict, path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -150,6 +151,9 @@ def plot(report: dict, path: Path) -> None:
         left.annotate(f"k={r['max_windows'] or 'all'}", (r["windows_per_question"], r["f1"]),
                       textcoords="offset points", xytext=(4, -12), fontsize=8)
     left.set_xscale("log")
+    left.set_xticks([1, 2, 4, 8, 16, 32, 64])
+    left.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    left.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     left.set_xlabel("model windows read per question (log)")
     left.set_ylabel("F1", color="tab:blue")
     right = left.twinx()

@@ -10,7 +10,7 @@ document of --chars characters from the data's paragraphs, and asks --questions 
 after another: the first pays for tokenising and indexing the document, the others find it in the
 worker's document cache (qa/documents.py). Then it sends --documents distinct documents (shuffled
 paragraphs, about 20,000 characters each, one question each) and reports the server's RSS before and
-after, with the cache's bound.
+after (and every 250 documents), with the cache's bound.
 """
 
 from __future__ import annotations
@@ -116,11 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         lookups_one = cache_lookups(client.metrics())
         rng = random.Random(args.seed + 1)
         began = time.perf_counter()
-        for _ in range(args.documents):
+        rss_every_250 = []
+        for sent in range(1, args.documents + 1):
             chosen = rng.sample(paragraphs, 20)
             other, own = build_document(chosen, 20_000)
             question = (own or chosen[0][1])[0].question
             client.answer(question, other, args.max_windows)
+            if sent % 250 == 0:
+                rss_every_250.append(round(server.rss_bytes() / 2**20, 1))
         documents_s = time.perf_counter() - began
         rss_after = server.rss_bytes()
         lookups_after = cache_lookups(client.metrics())
@@ -148,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_ready_mib": round(rss_ready / 2**20, 1),
         "rss_after_one_document_mib": round(rss_one / 2**20, 1),
         "rss_after_distinct_documents_mib": round(rss_after / 2**20, 1),
+        "rss_every_250_documents_mib": rss_every_250,
     }
     print(json.dumps(report, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ def test_every_passage_is_windowed_on_its_own(engine):
 
 def test_pre_ranking_reads_the_best_windows_across_all_passages(engine):
     passages = [FILLER * 30, FILLER * 30 + "The lighthouse keeper was Ada Blackwood. " + FILLER * 30, FILLER * 30]
-    every = engine.windows(["Who was the lighthouse keeper?"], [passages], engine.resolve(AnswerOptions()))
+    every = engine.windows(["Who was the lighthouse keeper?"], [passages], engine.resolve(AnswerOptions(max_windows=0)))
     read = engine.windows(["Who was the lighthouse keeper?"], [passages], engine.resolve(AnswerOptions(max_windows=1)))
     assert len(every) > 6 and len(read) <= 2
     holder = passages[1].index("Ada Blackwood")
