@@ -132,10 +132,10 @@ bench-setup:  ## the baseline's virtualenv (transformers 4.x still has the QA pi
 bench: $(if $(SKIP_BASELINE),,.venv-baseline/bin/python)  ## service vs transformers pipeline on the same weights -> bench/results.json: make bench [MODEL=dir] [N=1000] [BACKEND=] [DEV_DATA=file] [SKIP_BASELINE=1] [REFERENCE=earlier results.json, same CPU]
 	$(PYTHON) -m bench.run --model $(MODEL) --n $(N) --data $(DEV_DATA) --backend $(BACKEND) $(if $(SKIP_BASELINE),--skip-baseline) $(if $(REFERENCE),--reference $(REFERENCE))
 
-bench-articles:  ## whole-article questions, per max_windows k: EM/F1, windows read, p50/p95 -> bench/articles.json and .png: make bench-articles [MODEL=dir] [DATA=dev or train file] [TITLES=json of titles] [K=0,1,2,4,8] [SAMPLE=n]
-	$(PYTHON) -m bench.articles --model $(MODEL) --data $(DATA) $(if $(TITLES),--titles $(TITLES)) --k $(or $(K),0,1,2,4,8) $(if $(SAMPLE),--sample $(SAMPLE)) --plot bench/articles.png
+bench-articles:  ## whole-article questions, per max_windows k: EM/F1, windows read, p50/p95 -> bench/long-documents/articles.json and .png: make bench-articles [MODEL=dir] [DATA=dev or train file] [TITLES=json of titles] [K=0,1,2,4,8] [SAMPLE=n]
+	$(PYTHON) -m bench.articles --model $(MODEL) --data $(DATA) $(if $(TITLES),--titles $(TITLES)) --k $(or $(K),0,1,2,4,8) $(if $(SAMPLE),--sample $(SAMPLE)) --plot bench/long-documents/articles.png
 
-bench-documents:  ## a 100,000-character document on a live server: first and following questions (the document cache), RSS after 1,000 distinct documents -> bench/documents.json: make bench-documents [MODEL=dir] [K=max_windows]
+bench-documents:  ## a 100,000-character document on a live server: first and following questions (the document cache), RSS after 1,000 distinct documents -> bench/long-documents/documents.json: make bench-documents [MODEL=dir] [K=max_windows]
 	$(PYTHON) -m bench.documents --model $(MODEL) --data $(DEV_DATA) $(if $(K),--max-windows $(K))
 
 parity: .venv-baseline/bin/python  ## qa.QuestionAnswerer vs the transformers 4.57 pipeline on the first N dev questions, 3 settings -> bench/parity.json: make parity [MODEL=dir] [N=1000]

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paragraphs", action="store_true",
                         help="ask against each question's own paragraph instead (SQuAD as is), and count the "
                              "predictions identical to those of the first strategy")
-    parser.add_argument("--out", type=Path, default=Path("bench/articles.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench/long-documents/articles.json"))
     parser.add_argument("--plot", type=Path, help="draw F1 and p50 against windows read into this PNG")
     args = parser.parse_args(argv)
 

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=40)
     parser.add_argument("--documents", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("bench/documents.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench/long-documents/documents.json"))
     args = parser.parse_args(argv)
 
     examples = load_squad(args.data)
