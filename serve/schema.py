@@ -198,7 +198,8 @@ class ContextField:
             {"type": "string", "minLength": 1},
             {"type": "object", "additionalProperties": False, "required": ["text"],
              "properties": {"text": {"type": "string", "minLength": 1},
-                            "id": {"type": ["string", "integer"], "description": "Returned with the answer."}}},
+                            "id": {"type": ["string", "integer", "null"],
+                                   "description": "Returned with the answer; null is the same as leaving it out."}}},
         ]}
         return {"description": self.text.description, "oneOf": [
             {"type": "string", "minLength": 1, "maxLength": text["maxLength"]},
