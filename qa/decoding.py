@@ -38,6 +38,14 @@ class Answer:
     def as_dict(self) -> dict:
         return {"answer": self.text, "score": self.score, "start": self.start, "end": self.end}
 
+    def passage_json(self, passage_ids: Sequence) -> dict | None:
+        """{"index", "id"?} of the passage the answer is in, given the passages' ids (None where not
+        given); None for an abstention."""
+        if self.passage is None:
+            return None
+        passage_id = passage_ids[self.passage]
+        return {"index": self.passage, **({"id": passage_id} if passage_id is not None else {})}
+
 
 def window_candidates(
     window: Window,

@@ -144,6 +144,9 @@ class QAEngine:
         """The BM25 index of the windows of one context (kept with its document: the window layout
         depends only on the question's length) or of several passages (built per call from their
         kept words)."""
+        layout = ("windows", windower.max_seq_length, windower.doc_stride, question_tokens)
+        if len(documents) == 1 and layout in documents[0].extras:  # the hot path: a cached document
+            return documents[0].extras[layout]
         words = []
         for document, text in zip(documents, texts):
             found = document.extras.get("words")
@@ -153,12 +156,8 @@ class QAEngine:
             words.append(found)
         parts = [(w, [d.tokens.span(start, end) for start, end in windower.slices(question_tokens, len(d.tokens))])
                  for w, d in zip(words, documents)]
-        if len(documents) != 1:
-            return WindowIndex(parts)
-        layout = ("windows", windower.max_seq_length, windower.doc_stride, question_tokens)
-        index = documents[0].extras.get(layout)
-        if index is None:
-            index = WindowIndex(parts)
+        index = WindowIndex(parts)
+        if len(documents) == 1:
             self._keep(documents[0], layout, index, index.nbytes)
         return index
 

@@ -136,9 +136,7 @@ class QuestionAnswerer:
 def _as_dict(answer, passage_ids: list | None) -> dict:
     result = {"score": answer.score, "start": answer.start, "end": answer.end, "answer": answer.text}
     if passage_ids is not None:
-        passage_id = passage_ids[answer.passage] if answer.passage is not None else None
-        result["passage"] = None if answer.passage is None else {
-            "index": answer.passage, **({"id": passage_id} if passage_id is not None else {})}
+        result["passage"] = answer.passage_json(passage_ids)
     return result
 
 

@@ -217,11 +217,7 @@ def answer_json(answer: Answer, item: AnswerRequest) -> dict[str, Any]:
     """An answer as the API gives it; for passages, with the passage it is in (null: abstained)."""
     result = answer.as_dict()
     if item.passage_ids is not None:
-        if answer.passage is None:
-            result["passage"] = None
-        else:
-            passage_id = item.passage_ids[answer.passage]
-            result["passage"] = {"index": answer.passage, **({"id": passage_id} if passage_id is not None else {})}
+        result["passage"] = answer.passage_json(item.passage_ids)
     return result
 
 
