@@ -49,6 +49,10 @@ SESSIONS_FILE = "sessions.json"  # one entry per training session (start or resu
 HELDOUT_FILE = "heldout_articles.json"  # train articles kept out of training, for calibration
 PREDICTIONS_FILE = "predictions.json"
 CALIBRATION_FILE = "calibration.json"  # no-answer threshold and abstention figures (python -m train.calibrate)
+# Held-out figures with distractors and with answers removed (python -m train.robustness).
+ROBUSTNESS_FILE = "robustness.json"
+# The model-behaviour distributions over dev that live traffic is compared with (qa/monitoring.py).
+REFERENCE_PROFILE_FILE = "reference_profile.json"
 TRACKING_RUN_FILE = "mlflow_run.json"  # the MLflow run that trained this directory (train/tracking.py)
 EVAL_DIR = "eval"  # eval/metrics-<backend>.json, written by the gate
 # Weight files in the order a model version is read from them.

@@ -62,11 +62,21 @@ class DataConfig:
     # Seeded share of train questions also paired with another paragraph of their article that holds
     # none of their answers; those windows are labelled [CLS] (synthetic unanswerable questions).
     unanswerable_fraction: float = 0.0
+    # A model's heldout_articles.json: exactly its titles stay out (a run continuing from that model
+    # holds out the same articles). Replaces heldout_article_fraction when set.
+    heldout_articles_file: str | None = None
+    # Seeded share of train questions also paired with their own paragraph less the sentences holding
+    # their answers, labelled [CLS] (on-topic unanswerable; train/hard_examples.py).
+    answer_removed_fraction: float = 0.0
+    # Seeded share of train questions whose paragraph gets a distracting sentence from another
+    # paragraph of the article; these replace the originals (train/hard_examples.py).
+    distractor_fraction: float = 0.0
 
     def validate(self, source: str) -> None:
         if not self.dataset_name and not (self.train_file and self.validation_file):
             raise ConfigError(source, "data", "set train_file and validation_file, or dataset_name")
-        for name in ("heldout_article_fraction", "unanswerable_fraction"):
+        for name in ("heldout_article_fraction", "unanswerable_fraction", "answer_removed_fraction",
+                     "distractor_fraction"):
             value = getattr(self, name)
             if not 0 <= value < 1:
                 raise ConfigError(source, f"data.{name}", f"must be in [0, 1), got {value}")
@@ -100,6 +110,9 @@ class TrainingConfig:
     max_train_minutes: float | None = None
     # Also save a full checkpoint every this many minutes of training, so a killed run loses little.
     save_every_minutes: float | None = None
+    # bf16 autocast on a CPU with native bf16 (avx512_bf16 or AMX); ignored, with a warning, on any
+    # other CPU. Weights and optimizer state stay fp32.
+    cpu_bf16: bool = False
 
     def validate(self, source: str) -> None:
         if not 0 < self.learning_rate < 1:

@@ -150,6 +150,14 @@ def split_heldout_articles(
     return kept, heldout, sorted(held)
 
 
+def hold_out_titles(
+    examples: list[SquadExample], titles: list[str]
+) -> tuple[list[SquadExample], list[SquadExample], list[str]]:
+    """(kept, held out, titles): exactly the named articles held out, as split_heldout_articles does."""
+    held = set(titles)
+    return [e for e in examples if e.title not in held], [e for e in examples if e.title in held], sorted(held)
+
+
 UNANSWERABLE_SUFFIX = "#unanswerable"
 
 

@@ -38,7 +38,8 @@ from qa.model_dir import (
 )
 from train.cli import run_stage
 from train.config import ConfigError, ExperimentConfig, load_config
-from train.data import SquadFormatError, load_split, pair_unanswerable, split_heldout_articles
+from train.data import SquadFormatError, hold_out_titles, load_split, pair_unanswerable, split_heldout_articles
+from train.hard_examples import DISTRACTOR_SUFFIX
 from train.hardware import training_hardware
 from train.model_source import ModelSourceError
 from train.tracking import TrackingError, check_store, log_result, tracking_enabled, training_run
@@ -48,6 +49,7 @@ logger = logging.getLogger("train")
 
 def load_base(config: ExperimentConfig):
     """(tokenizer, windower, model) for the configured base model."""
+    import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     from qa.windowing import Windower
@@ -56,7 +58,9 @@ def load_base(config: ExperimentConfig):
     source = resolve_model_source(config.model.name_or_path, config.model.expected_sha256)
     tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
     windower = Windower.from_params(tokenizer.backend_tokenizer, config.preprocessing)
-    model = AutoModelForQuestionAnswering.from_pretrained(source, **dropout_overrides(source, config.model.dropout))
+    # fp32 master weights whatever the source stores: a shipped model's weights are fp16.
+    model = AutoModelForQuestionAnswering.from_pretrained(source, dtype=torch.float32,
+                                                          **dropout_overrides(source, config.model.dropout))
     return tokenizer, windower, model
 
 
@@ -77,28 +81,65 @@ def dropout_overrides(source: str, dropout: float | None) -> dict:
 
 @dataclass
 class TrainData:
-    train: list  # what the model trains on: kept questions plus synthetic unanswerable pairs
+    train: list  # what the model trains on: kept questions (some with a distractor) plus synthetic unanswerable ones
     evaluation: list
     heldout_titles: list[str] = field(default_factory=list)
     heldout_questions: int = 0
     unanswerable_pairs: int = 0
     unanswerable_without_partner: int = 0
+    answer_removed: int = 0
+    answer_removed_skipped: int = 0
+    distractors: int = 0
+    distractors_skipped: int = 0
 
 
 def load_data(config: ExperimentConfig) -> TrainData:
-    """Train and eval examples; a seeded share of train articles is held out, and a seeded share of
-    the rest gets a synthetic unanswerable twin (config data.heldout_article_fraction, unanswerable_fraction)."""
-    d = config.data
+    """Train and eval examples. Held out: the articles named by data.heldout_articles_file, else a
+    seeded share. The rest gain synthetic unanswerable twins (another paragraph; their own paragraph
+    less the answer's sentences) and a seeded share get a distracting sentence (train/hard_examples.py)."""
+    from train.hard_examples import answer_removed_twins, with_distractors
+
+    d, seed = config.data, config.training.seed
     train_examples = load_split(d.train_file, d.dataset_name, "train", d.max_train_examples)
     eval_examples = load_split(d.validation_file, d.dataset_name, "validation", d.max_eval_examples)
-    kept, heldout, titles = split_heldout_articles(train_examples, d.heldout_article_fraction, config.training.seed)
-    unanswerable, without_partner = pair_unanswerable(kept, d.unanswerable_fraction, config.training.seed)
+    if d.heldout_articles_file:
+        titles = read_heldout_titles(d.heldout_articles_file)
+        kept, heldout, titles = hold_out_titles(train_examples, titles)
+    else:
+        kept, heldout, titles = split_heldout_articles(train_examples, d.heldout_article_fraction, seed)
+    unanswerable, without_partner = pair_unanswerable(kept, d.unanswerable_fraction, seed)
+    removed = answer_removed_twins(kept, d.answer_removed_fraction, seed + 1)
+    distracted = with_distractors(kept, d.distractor_fraction, seed + 2)
+    if distracted.examples:
+        replaced = {e.id.removesuffix(DISTRACTOR_SUFFIX): e for e in distracted.examples}
+        kept = [replaced.get(e.id, e) for e in kept]
     if titles:
         logger.info("held out %d train articles (%d questions) for calibration", len(titles), len(heldout))
     if d.unanswerable_fraction:
         logger.info("synthetic unanswerable questions: %d (%d drawn had no answer-free paragraph in their article)",
                     len(unanswerable), without_partner)
-    return TrainData(kept + unanswerable, eval_examples, titles, len(heldout), len(unanswerable), without_partner)
+    if d.answer_removed_fraction:
+        logger.info("answer-removed questions: %d (%d drawn kept an answer or nothing)",
+                    len(removed.examples), removed.skipped)
+    if d.distractor_fraction:
+        logger.info("questions with a distracting sentence: %d (%d drawn had no candidate sentence)",
+                    len(distracted.examples), distracted.skipped)
+    return TrainData(kept + unanswerable + removed.examples, eval_examples, titles, len(heldout), len(unanswerable),
+                     without_partner, len(removed.examples), removed.skipped, len(distracted.examples),
+                     distracted.skipped)
+
+
+def read_heldout_titles(path: str) -> list[str]:
+    """The titles of a heldout_articles.json, with an error naming the file and the field."""
+    try:
+        titles = json.loads(Path(path).read_text(encoding="utf-8"))["titles"]
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(path, "titles", "must be a JSON object with a 'titles' list") from None
+    if not isinstance(titles, list) or not titles or not all(isinstance(t, str) for t in titles):
+        raise ConfigError(path, "titles", f"must be a non-empty list of article titles, got {titles!r}")
+    return titles
 
 
 def build_trainer(config: ExperimentConfig, model=None, model_init=None, tokenizer=None, windower=None,
@@ -233,6 +274,7 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
         if data.heldout_titles:
             write_json(out / HELDOUT_FILE, {"seed": config.training.seed,
                                             "fraction": config.data.heldout_article_fraction,
+                                            "from_file": config.data.heldout_articles_file,
                                             "questions": data.heldout_questions, "titles": data.heldout_titles})
         # The final numbers come from the saved directory, loaded exactly as the server loads it.
         if config.data.validation_file:
@@ -266,6 +308,11 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
             "unanswerable_examples": stats.unanswerable_examples,
             "unanswerable_windows": stats.unanswerable_windows,
             "unanswerable_without_partner": data.unanswerable_without_partner,
+            "answer_removed_examples": data.answer_removed,
+            "answer_removed_skipped": data.answer_removed_skipped,
+            "distractor_examples": data.distractors,
+            "distractor_skipped": data.distractors_skipped,
+            "cpu_bf16": bool(trainer.args.bf16 and not torch.cuda.is_available()),
             "heldout_articles": len(data.heldout_titles),
             "heldout_questions": data.heldout_questions,
             "hardware": training_hardware(),

@@ -24,15 +24,23 @@ from train.tracking import tracking_enabled
 logger = logging.getLogger(__name__)
 
 
-def device_arguments() -> dict:
-    """bf16 where the GPU supports it, else fp16 on CUDA; on CPU full precision, and gloo for DDP."""
+def device_arguments(cpu_bf16: bool = False) -> dict:
+    """bf16 where the GPU supports it, else fp16 on CUDA; on CPU full precision (bf16 autocast when
+    asked for and the CPU has native bf16), and gloo for DDP."""
     import torch
 
+    from train.hardware import BF16_CPU_FLAGS, cpu_has_native_bf16
+
     if not torch.cuda.is_available():
+        bf16 = cpu_bf16 and cpu_has_native_bf16()
+        if cpu_bf16 and not bf16:
+            logger.warning("training.cpu_bf16 is set but this CPU has none of %s: training in fp32",
+                           ", ".join(BF16_CPU_FLAGS))
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             # use_cpu lets accelerate see a torchrun launch as multi-CPU DDP (gloo) instead of N lone runs.
-            return {"bf16": False, "fp16": False, "use_cpu": True, "ddp_backend": "gloo"}
-        return {"bf16": False, "fp16": False}
+            return {"bf16": bf16, "fp16": False, "use_cpu": True, "ddp_backend": "gloo"}
+        # transformers accepts bf16 on a CPU only with use_cpu set.
+        return {"bf16": True, "fp16": False, "use_cpu": True} if bf16 else {"bf16": False, "fp16": False}
     bf16 = torch.cuda.is_bf16_supported()
     return {"bf16": bf16, "fp16": not bf16}
 
@@ -67,7 +75,7 @@ def training_arguments(config: ExperimentConfig, **overrides) -> TrainingArgumen
         # Length-grouped batches pad about half as much as random ones; lengths come from our "length" column.
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         length_column_name="length",
-        **device_arguments(),
+        **device_arguments(t.cpu_bf16),
     )
     kwargs.update(overrides)
     return TrainingArguments(**kwargs)

@@ -1,0 +1,157 @@
+"""Harder training and evaluation examples made from SQuAD v1.1 questions.
+
+- Answer removed: a question with its own paragraph less every sentence that holds one of its
+  answers. It is on topic (same paragraph, same words) but has no answer, so its windows are
+  labelled [CLS]. This is what a v1.1 model never sees and what SQuAD 2.0's questions look like.
+- Distractor: a sentence of another paragraph of the same article that shares the most words with
+  the question (and holds none of its answers) is inserted at a sentence boundary of the
+  question's paragraph; the answer is kept and its offsets shifted.
+
+Sentences come from pysbd (rule-based, offsets into the original text), not a regex: SQuAD's
+text is full of "Dr.", "U.S." and "3 p.m.". Both builders are seeded and skip (and count) a
+question they cannot transform, so a run reports what it trained on.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from qa.ranking import bm25_words
+from train.data import SquadExample
+
+ANSWER_REMOVED_SUFFIX = "#answer-removed"
+DISTRACTOR_SUFFIX = "#distractor"
+# A distractor shares at least this many distinct BM25 words (stopwords dropped) with the question:
+# fewer and it is merely another sentence of the article.
+MIN_SHARED_WORDS = 2
+
+
+@lru_cache(maxsize=1)
+def _segmenter():
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False, char_span=True)
+
+
+@lru_cache(maxsize=65536)
+def sentence_spans(text: str) -> tuple[tuple[int, int], ...]:
+    """(start, end) character spans of the text's sentences, covering it from 0 to len(text)."""
+    spans = [(span.start, span.end) for span in _segmenter().segment(text)]
+    if not spans:
+        return ((0, len(text)),) if text else ()
+    # pysbd's spans keep trailing whitespace; make them tile the text exactly whatever it dropped.
+    tiled = []
+    for i in range(len(spans)):
+        begin = 0 if i == 0 else tiled[-1][1]
+        end = spans[i + 1][0] if i + 1 < len(spans) else len(text)
+        tiled.append((begin, max(end, begin)))
+    return tuple(tiled)
+
+
+def _answer_spans(example: SquadExample) -> list[tuple[int, int]]:
+    return [(start, start + len(text)) for start, text in zip(example.answer_starts, example.answer_texts)]
+
+
+def _holds_an_answer(text: str, example: SquadExample) -> bool:
+    folded = text.casefold()
+    return any(answer.casefold() in folded for answer in example.answer_texts)
+
+
+def remove_answer_sentences(example: SquadExample) -> str | None:
+    """The example's paragraph without the sentences that overlap any of its answers; None when
+    nothing would remain or an answer's text still occurs in what remains."""
+    answers = _answer_spans(example)
+    kept = [example.context[start:end] for start, end in sentence_spans(example.context)
+            if not any(start < a_end and a_start < end for a_start, a_end in answers)]
+    remaining = "".join(kept).strip()
+    if not remaining or _holds_an_answer(remaining, example):
+        return None
+    return remaining
+
+
+@dataclass(frozen=True)
+class Built:
+    examples: list[SquadExample]
+    drawn: int  # questions drawn for the transformation
+    skipped: int  # drawn questions it could not be applied to
+
+
+def _draw(count: int, fraction: float, seed: int) -> list[int]:
+    return sorted(random.Random(seed).sample(range(count), round(fraction * count))) if count and fraction > 0 else []
+
+
+def answer_removed_twins(examples: Sequence[SquadExample], fraction: float, seed: int) -> Built:
+    """Unanswerable twins of a seeded share of the questions: own paragraph, answer sentences removed."""
+    drawn = _draw(len(examples), fraction, seed)
+    twins = []
+    for index in drawn:
+        example = examples[index]
+        context = remove_answer_sentences(example)
+        if context is not None:
+            twins.append(SquadExample(example.id + ANSWER_REMOVED_SUFFIX, example.title, context,
+                                      example.question, (), ()))
+    return Built(twins, len(drawn), len(drawn) - len(twins))
+
+
+def article_sentences(examples: Sequence[SquadExample]) -> dict[str, list[tuple[str, str]]]:
+    """Title -> (paragraph, sentence) for every sentence of every paragraph of the article."""
+    by_title: dict[str, dict[str, None]] = {}
+    for e in examples:
+        by_title.setdefault(e.title, {})[e.context] = None
+    return {title: [(paragraph, paragraph[start:end].strip()) for paragraph in paragraphs
+                    for start, end in sentence_spans(paragraph)]
+            for title, paragraphs in by_title.items()}
+
+
+def best_distractor(example: SquadExample, candidates: Sequence[tuple[str, str]]) -> str | None:
+    """The sentence of another paragraph sharing the most words with the question (at least
+    MIN_SHARED_WORDS) and holding none of its answers; ties go to the first in the article."""
+    question_words = {word for _, word in bm25_words(example.question)}
+    best, best_shared = None, MIN_SHARED_WORDS - 1
+    for paragraph, sentence in candidates:
+        if paragraph == example.context or not sentence:
+            continue
+        shared = len(question_words & {word for _, word in bm25_words(sentence)})
+        if shared > best_shared and not _holds_an_answer(sentence, example):
+            best, best_shared = sentence, shared
+    return best
+
+
+def insert_sentence(example: SquadExample, sentence: str, rng: random.Random) -> SquadExample:
+    """The example with `sentence` inserted at a seeded sentence boundary of its paragraph (never
+    inside an answer); the answers' offsets are shifted past it."""
+    answers = _answer_spans(example)
+    boundaries = [0] + [end for _, end in sentence_spans(example.context)]
+    boundaries = [b for b in dict.fromkeys(boundaries)
+                  if not any(a_start < b < a_end for a_start, a_end in answers)]
+    at = rng.choice(boundaries)
+    before, after = example.context[:at], example.context[at:]
+    # One space on each side, without doubling the paragraph's own whitespace.
+    piece = ("" if not before or before[-1].isspace() else " ") + sentence + ("" if after[:1].isspace() else " ")
+    if not after:
+        piece = piece.rstrip()
+    context = before + piece + after
+    starts = tuple(start + len(piece) if start >= at else start for start in example.answer_starts)
+    return replace(example, id=example.id + DISTRACTOR_SUFFIX, context=context, answer_starts=starts)
+
+
+def with_distractors(examples: Sequence[SquadExample], fraction: float, seed: int,
+                     article: Sequence[SquadExample] | None = None) -> Built:
+    """A seeded share of the questions with a distracting sentence inserted into their paragraph.
+
+    Returns the transformed questions only (callers decide whether they replace or join the
+    originals). `article` gives the paragraphs distractors are drawn from (default: `examples`).
+    """
+    drawn = _draw(len(examples), fraction, seed)
+    sentences = article_sentences(article if article is not None else examples)
+    rng = random.Random(seed + 1)
+    built = []
+    for index in drawn:
+        example = examples[index]
+        sentence = best_distractor(example, sentences.get(example.title, ()))
+        if sentence is not None:
+            built.append(insert_sentence(example, sentence, rng))
+    return Built(built, len(drawn), len(drawn) - len(built))
