@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from qa.params import DEFAULT_MAX_ANSWER_LENGTH, DEFAULT_N_BEST
-from qa.windowing import Window
+from qa.windowing import Reading, Window
 
 CLS_INDEX = 0  # BERT and DistilBERT windows start with [CLS], the "no answer" position
 
@@ -34,6 +34,8 @@ class Answer:
     score: float  # probability among the n-best candidates, 0..1
     logit: float  # start logit + end logit, the ranking key
     passage: int | None = None  # for a context given as passages: the one the answer is in (None: abstained)
+    # What the model read for the question, when the engine windowed it; not part of the API's answer.
+    reading: Reading | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict:
         return {"answer": self.text, "score": self.score, "start": self.start, "end": self.end}

@@ -10,6 +10,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +23,7 @@ from qa.errors import ModelLoadError
 from qa.model_dir import CONFIG_FILE, TOKENIZER_FILE, load_params
 from qa.params import AnswerOptions, InferenceParams
 from qa.ranking import DocumentWords, WindowIndex, windows_to_read
-from qa.windowing import Window, Windower
+from qa.windowing import Reading, Window, Windower, Windows
 
 WINDOWER_CACHE_SIZE = 8
 
@@ -108,7 +109,7 @@ class QAEngine:
 
     def windows(
         self, questions: Sequence[str], contexts: Sequence[str | Sequence[str]], params: InferenceParams
-    ) -> list[Window]:
+    ) -> Windows:
         """The windows the model reads for each pair: all of them, or for a context of more than
         params.max_windows windows the best by BM25 against the question (qa/ranking.py). A context
         may be a list of passages: each is windowed on its own, and the windows of all of them are
@@ -123,7 +124,7 @@ class QAEngine:
             documents = [Document(tokens, tokens.nbytes) for tokens in windower.encode_contexts(texts)]
         else:
             documents = self.documents.documents(texts, windower.encode_contexts)
-        windows: list[Window] = []
+        windows = Windows()
         first = 0
         for example, (question, passages) in enumerate(zip(questions, texts_of)):
             own = documents[first : first + len(passages)]
@@ -136,6 +137,7 @@ class QAEngine:
                 plan = [plan[i] for i in windows_to_read(index.scores(question), params.max_windows)]
             windows.extend(windower.window(example, question_ids, own[passage].tokens, start, end, passage)
                            for passage, start, end in plan)
+            windows.readings.append(Reading(len(question_ids), sum(len(d.tokens) for d in own), len(plan)))
         return windows
 
     def _window_index(
@@ -202,13 +204,14 @@ class QAEngine:
         params: InferenceParams | None = None,
     ) -> list[list[Answer]]:
         """Answers per context from the logits of all windows (windows carry their example index);
-        `params` is self.resolve(options), passed when the caller has it already."""
+        `params` is self.resolve(options), passed when the caller has it already. Windows from
+        self.windows() give each example's answers its Reading."""
         params = params or self.resolve(options)
         null_threshold = params.null_threshold if options.handle_impossible_answer else None
         by_example: list[list[int]] = [[] for _ in contexts]
         for i, window in enumerate(windows):
             by_example[window.example_index].append(i)
-        return [
+        results = [
             decode_example(
                 contexts[example],
                 [windows[i] for i in idx],
@@ -222,6 +225,10 @@ class QAEngine:
             )
             for example, idx in enumerate(by_example)
         ]
+        readings = getattr(windows, "readings", None)
+        if readings and len(readings) == len(results):
+            results = [[replace(a, reading=reading) for a in answers] for answers, reading in zip(results, readings)]
+        return results
 
     def answer_many(
         self,

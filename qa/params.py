@@ -22,6 +22,9 @@ DEFAULT_NULL_THRESHOLD = 0.0
 # and 59.05 for 3 with near ties; no SQuAD dev paragraph has more than 3 windows, so every paragraph is
 # read whole, as before pre-ranking.
 DEFAULT_MAX_WINDOWS = 3
+# An answer whose score (its probability among the n-best candidates) is below this counts as low
+# confidence in the service's metrics; it changes no answer.
+DEFAULT_LOW_CONFIDENCE_SCORE = 0.5
 # [CLS] question [SEP] context [SEP] plus one token of slack.
 SPECIAL_TOKENS_PER_WINDOW = 4
 
@@ -67,6 +70,8 @@ class InferenceParams:
     max_windows: int = DEFAULT_MAX_WINDOWS
     """Windows of one context the model reads: a context with more is pre-ranked against the question
     with BM25 and only the best are read (qa/ranking.py); 0 reads every window."""
+    low_confidence_score: float = DEFAULT_LOW_CONFIDENCE_SCORE
+    """Answers scoring below this are counted as low confidence by the service's metrics (no answer changes)."""
 
     def validate(self) -> InferenceParams:
         """Raises InvalidParams naming the first bad field; returns self."""
@@ -75,6 +80,9 @@ class InferenceParams:
             if f.name == "null_threshold":
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                     raise InvalidParams(f.name, f"must be a finite number, got {value!r}")
+            elif f.name == "low_confidence_score":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                    raise InvalidParams(f.name, f"must be a number from 0 to 1, got {value!r}")
             elif f.name == "align_to_words":
                 if not isinstance(value, bool):
                     raise InvalidParams(f.name, f"must be true or false, got {value!r}")

@@ -47,6 +47,23 @@ class Window:
 
 
 @dataclass(frozen=True)
+class Reading:
+    """What the model read for one question (for monitoring: serve/metrics.py); qa.engine fills it in."""
+
+    question_tokens: int  # after truncation to max_query_length
+    context_tokens: int  # all of the context's (or its passages') tokens
+    windows: int  # windows read, after pre-ranking
+
+
+class Windows(list):
+    """The windows of one call, in example order, with what was read for each example."""
+
+    def __init__(self, windows: Sequence[Window] = (), readings: Sequence[Reading] = ()) -> None:
+        super().__init__(windows)
+        self.readings = list(readings)
+
+
+@dataclass(frozen=True)
 class ContextTokens:
     """A context's tokens on their own, independent of any question (what a document cache keeps)."""
 

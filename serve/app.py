@@ -18,7 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request, send_from_directory
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    g,
+    has_request_context,
+    jsonify,
+    render_template,
+    request,
+    send_from_directory,
+)
 from werkzeug.exceptions import HTTPException
 
 from qa.backends import GRAPH_FILES
@@ -26,11 +37,15 @@ from qa.decoding import Answer
 from qa.engine import Answerer
 from qa.errors import ModelLoadError
 from qa.model_dir import graph_sha256, weight_files
+from qa.params import DEFAULT_LOW_CONFIDENCE_SCORE
 from qa.pipeline import InvalidArgument, NoReadableText, QuestionAnswerer
 from serve.batching import BatcherClosed
-from serve.metrics import ServiceMetrics
+from serve.metrics import ModelBehaviour, ServiceMetrics
 from serve.openapi import openapi_document
+from serve.prediction_log import PredictionLog
 from serve.schema import AnswerRequest, ApiError, json_type, parse_item, parse_pipeline_request
+from serve.security import ApiKeys, check_key
+from serve.security import install as install_security
 from serve.settings import Settings
 
 log = logging.getLogger("serve.app")
@@ -59,18 +74,18 @@ class EngineSlot:
         self.loaded = threading.Event()
         self.thread: threading.Thread | None = None
 
-    def load(self, on_ready: Callable[[Answerer], None]) -> Answerer:
+    def load(self, on_ready: Callable[[Answerer], Answerer]) -> Answerer:
+        """Builds the engine, asks it the warm-up question and serves what `on_ready` makes of it."""
         source = self._source
         engine = source if hasattr(source, "answer_many") else source()  # type: ignore[operator]
         answers = engine.answer_many([WARMUP_QUESTION], [WARMUP_CONTEXT], top_k=1, max_answer_length=None)
         if not answers or not answers[0]:
             raise ModelLoadError(getattr(engine, "model_dir", "?"), "the warm-up question got no answer")
-        on_ready(engine)
-        self._engine = engine
+        self._engine = on_ready(engine)
         self.loaded.set()
-        return engine
+        return self._engine
 
-    def load_in_thread(self, on_ready: Callable[[Answerer], None]) -> threading.Thread:
+    def load_in_thread(self, on_ready: Callable[[Answerer], Answerer]) -> threading.Thread:
         def run() -> None:
             try:
                 self.load(on_ready)
@@ -170,8 +185,10 @@ class Service:
     slot: EngineSlot
     metrics: ServiceMetrics
     info: dict[str, str]
+    keys: ApiKeys | None = None
 
-    def on_ready(self, engine: Answerer) -> None:
+    def on_ready(self, engine: Answerer) -> Answerer:
+        """Records the loaded model in the metrics; returns the engine to serve (observed by them)."""
         info = self.info
         info["backend"] = backend_name(engine)
         info["version"] = model_version(getattr(engine, "model_dir", None) or self.settings.model_dir, info["backend"])
@@ -182,6 +199,14 @@ class Service:
             documents.on_hit = self.metrics.document_cache.labels("hit").inc
             documents.on_miss = self.metrics.document_cache.labels("miss").inc
         log.info("model %s (%s, backend %s) ready", info["model"], info["version"], info["backend"])
+        behaviour = predictions = None
+        if self.settings.model_metrics:
+            params = getattr(engine, "params", None)
+            low_confidence = getattr(params, "low_confidence_score", DEFAULT_LOW_CONFIDENCE_SCORE)
+            behaviour = self.metrics.model_behaviour(info["version"], info["backend"], low_confidence)
+        if self.settings.prediction_log is not None:
+            predictions = PredictionLog(self.settings.prediction_log, self.settings.prediction_log_sample)
+        return ObservedEngine(engine, behaviour, predictions, info) if behaviour or predictions else engine
 
     def answer(self, items: list[AnswerRequest], where: Callable[[int], str]) -> list[dict]:
         engine = self.slot.engine
@@ -211,6 +236,37 @@ class Service:
 
     def served_by(self) -> dict[str, Any]:
         return {"model": self.info["model"], "backend": self.info["backend"], "elapsed_ms": elapsed_ms()}
+
+
+class ObservedEngine:
+    """The served engine, with each question's top answer counted in the model-behaviour metrics and,
+    for a sampled request, written to the prediction log. Every route answers through it."""
+
+    def __init__(self, engine: Answerer, behaviour: ModelBehaviour | None, predictions: PredictionLog | None = None,
+                 served: dict[str, str] | None = None) -> None:
+        self.engine = engine
+        self.behaviour = behaviour
+        self.predictions = predictions
+        self.served = served or {}
+
+    def answer_many(self, questions, contexts, **options) -> list[list[Answer]]:
+        answers = self.engine.answer_many(questions, contexts, **options)
+        if self.behaviour is not None:
+            self.behaviour.observe([ranked[0] for ranked in answers if ranked],
+                                   options.get("handle_impossible_answer") is True)
+        if self.predictions is not None and has_request_context():
+            if "log_prediction" not in g:  # a request is logged whole or not at all
+                g.log_prediction = self.predictions.wanted()
+            if g.log_prediction:
+                route = request.url_rule.rule if request.url_rule is not None else request.path
+                self.predictions.write(g.get("request_id", ""), route, self.served, questions, contexts, answers,
+                                       options)
+        return answers
+
+    def __getattr__(self, name: str):
+        if name == "engine":  # not set yet: avoid recursing during construction
+            raise AttributeError(name)
+        return getattr(self.engine, name)
 
 
 def answer_json(answer: Answer, item: AnswerRequest) -> dict[str, Any]:
@@ -243,7 +299,12 @@ def create_app(engine_or_factory: EngineSource, settings: Settings | None = None
     state = Service(settings, EngineSlot(engine_or_factory), ServiceMetrics(),
                     {"model": settings.model_name, "backend": "unknown", "version": "unknown"})
     app.extensions["qa"] = state
+    if settings.proxy_hops:  # the client's address (for rate limits) from the proxies' X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
     app.register_blueprint(routes)
+    state.keys = install_security(app, settings)
     state.metrics.model_ready.set(0)
     if settings.load_in_background:
         state.slot.load_in_thread(state.on_ready)
@@ -372,6 +433,7 @@ def form() -> tuple[str, int]:
         "info": state.info,
         "limits": state.settings,
         "abstain": False,
+        "needs_key": bool(state.keys),
     }
     if request.method == "GET":
         return render_template("index.html", **page), 200
@@ -379,6 +441,8 @@ def form() -> tuple[str, int]:
     try:
         if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
             raise ApiError(415, "unsupported_media_type", "the form must be posted as a web form")
+        if state.keys:
+            check_key(state.keys, state.settings)
         fields: dict[str, Any] = {k: request.form[k] for k in ("question", "context") if k in request.form}
         page["question"] = fields.get("question", "")
         page["context"] = fields.get("context", "")

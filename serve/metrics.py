@@ -12,6 +12,7 @@ answering process's own.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,6 +22,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from qa.decoding import Answer
+from qa.monitoring import ABSTENTION_ALLOWED, ABSTENTIONS, LOW_CONFIDENCE, SIGNALS, observations
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Seconds; question answering on CPU spans ~5 ms (tiny models) to seconds (100k-character contexts).
@@ -80,6 +84,24 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        # The model's behaviour (qa/monitoring.py), by model version and backend.
+        model_labels = ["version", "backend"]
+        self.signals = {signal.name: Histogram(signal.name, signal.description, model_labels,
+                                               buckets=signal.buckets, registry=self.registry)
+                        for signal in SIGNALS}
+        self.abstentions = Counter(ABSTENTIONS, "Questions whose top answer was the empty answer (abstained).",
+                                   model_labels, registry=self.registry)
+        self.abstention_allowed = Counter(ABSTENTION_ALLOWED, "Questions asked with handle_impossible_answer, "
+                                          "which may abstain.", model_labels, registry=self.registry)
+        self.low_confidence = Counter(LOW_CONFIDENCE, "Non-empty top answers scoring below the model's "
+                                      "low_confidence_score (qa.json).", model_labels, registry=self.registry)
+
+    def model_behaviour(self, version: str, backend: str, low_confidence_score: float) -> ModelBehaviour:
+        labels = (version, backend)
+        return ModelBehaviour({name: h.labels(*labels) for name, h in self.signals.items()},
+                              self.abstentions.labels(*labels), self.abstention_allowed.labels(*labels),
+                              self.low_confidence.labels(*labels), low_confidence_score)
+
     def exposition(self) -> tuple[bytes, str]:
         if multiprocess_enabled():
             from prometheus_client import multiprocess
@@ -88,6 +110,29 @@ class ServiceMetrics:
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class ModelBehaviour:
+    """The model-behaviour metrics of one served model, labelled once."""
+
+    def __init__(self, histograms, abstentions, abstention_allowed, low_confidence, low_confidence_score) -> None:
+        self.histograms = histograms
+        self.abstentions = abstentions
+        self.abstention_allowed = abstention_allowed
+        self.low_confidence = low_confidence
+        self.low_confidence_score = low_confidence_score
+
+    def observe(self, top_answers: Sequence[Answer], abstention_allowed: bool) -> None:
+        """One question per answer: its top answer."""
+        for answer in top_answers:
+            for name, value in observations(answer).items():
+                self.histograms[name].observe(value)
+            if not answer.text:
+                self.abstentions.inc()
+            elif answer.score < self.low_confidence_score:
+                self.low_confidence.inc()
+        if abstention_allowed:
+            self.abstention_allowed.inc(len(top_answers))
 
 
 def mark_worker_dead(pid: int) -> None:

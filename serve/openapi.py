@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from serve.schema import item_json_schema, pipeline_json_schemas
+from serve.security import KEY_HEADER
 from serve.settings import Settings
 
 API_VERSION = "1.0.0"
@@ -22,6 +23,10 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
+def _page(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {}}}
+
+
 def _json(schema_ref: str, description: str) -> dict[str, Any]:
     return {
         "description": description,
@@ -31,6 +36,39 @@ def _json(schema_ref: str, description: str) -> dict[str, Any]:
 
 def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
     s = settings or Settings()
+    return with_access_rules(_document(s), s)
+
+
+def with_access_rules(document: dict[str, Any], s: Settings) -> dict[str, Any]:
+    """The key requirement and the rate limit, on the operations they apply to (serve/security.py)."""
+    if not (s.api_keys or s.rate_limit):
+        return document
+    if s.api_keys:
+        document["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
+            "apiKeyHeader": {"type": "apiKey", "in": "header", "name": KEY_HEADER},
+        }
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            protected = (path.startswith("/v1/") or (path == "/" and method == "post")
+                         or (path == "/metrics" and s.metrics_require_key))
+            if not protected:
+                continue
+            responses = operation["responses"]
+            # The form answers with its page, anything else with a JSON error.
+            error = _page if path == "/" else _error
+            if s.api_keys:
+                operation["security"] = [{"bearer": []}, {"apiKeyHeader": []}]
+                responses["401"] = error("No API key, or not a valid one (WWW-Authenticate header).")
+                if "400" not in responses:
+                    responses["400"] = error("An API key was sent in the URL; keys go in a header.")
+            if s.rate_limit and path != "/metrics":
+                responses["429"] = error(f"Over the rate limit ({s.rate_limit} per key or client address); "
+                                         "retry after the Retry-After header's seconds.")
+    return document
+
+
+def _document(s: Settings) -> dict[str, Any]:
     common_errors = {
         "404": _error("Unknown route."),
         "405": _error("Method not allowed on this route; the Allow header lists the allowed ones."),
