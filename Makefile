@@ -18,7 +18,7 @@ export SQUAD_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test test-slow lint train recover evaluate calibrate score gate package card tune export export-openvino serve dev track mlflow-ui analyze bench bench-setup bench-articles bench-documents parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
+.PHONY: help setup test test-slow lint train recover evaluate calibrate score gate package card tune export export-openvino serve dev track mlflow-ui analyze robustness profile drift bench bench-setup bench-articles bench-documents bench-monitoring parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
 
 help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -71,6 +71,16 @@ calibrate:  ## no-answer threshold into qa.json + abstention figures: make calib
 analyze:  ## error analysis (F1 by question type, context and answer length; typical errors) -> docs/analysis: make analyze [MODEL=dir] [DATA=file] [PREDICTIONS=file] [LIMIT=n]
 	$(PYTHON) -m train.analyze --model $(MODEL) --data $(DATA) --out $(if $(filter command line,$(origin OUT)),$(OUT),docs/analysis) $(if $(PREDICTIONS),--predictions $(PREDICTIONS)) $(if $(LIMIT),--limit $(LIMIT))
 
+robustness:  ## held-out train articles with a distracting sentence and with the answer's sentences removed -> MODEL/robustness.json: make robustness [MODEL=dir] [BACKEND=] [LIMIT=n]
+	$(PYTHON) -m train.robustness --model $(MODEL) --backend $(BACKEND) $(if $(LIMIT),--limit $(LIMIT))
+
+profile:  ## the model's behaviour over dev, binned as /metrics bins it -> MODEL/reference_profile.json: make profile [MODEL=dir] [BACKEND=]
+	$(PYTHON) -m train.profile --model $(MODEL) --data $(DEV_DATA) --backend $(BACKEND)
+
+URL ?= http://127.0.0.1:$(PORT)
+drift:  ## a live server's /metrics against MODEL's reference profile, a PSI verdict per signal (exit 1 on drift): make drift [URL=] [MODEL=dir] [INTERVAL=s]
+	$(PYTHON) -m serve.drift --url $(URL) --model $(MODEL) $(if $(INTERVAL),--interval $(INTERVAL))
+
 score:  ## official v1.1 EM/F1 of any predictions file: make score DATA=file PREDICTIONS=file
 	$(PYTHON) -m train.score --data $(DATA) --predictions $(PREDICTIONS)
 
@@ -86,6 +96,7 @@ package:  ## the shipped model from a trained dir: fp16, exported, scored on all
 	$(PYTHON) -m train.package --model $(FROM) --out $(MODEL) --data $(DEV_DATA)
 	$(PYTHON) -m train.gate --model $(MODEL) --metrics $(MODEL)/metrics.json
 	$(PYTHON) -m train.gate --model $(MODEL) --data $(DEV_DATA) --backend onnx-int8
+	$(PYTHON) -m train.profile --model $(MODEL) --data $(DEV_DATA)
 	$(PYTHON) -m train.card --model $(MODEL)
 
 card:  ## re-render MODEL/README.md from the files in MODEL: make card [MODEL=dir]
@@ -137,6 +148,10 @@ bench-articles:  ## whole-article questions, per max_windows k: EM/F1, windows r
 
 bench-documents:  ## a 100,000-character document on a live server: first and following questions (the document cache), RSS after 1,000 distinct documents -> bench/long-documents/documents.json: make bench-documents [MODEL=dir] [K=max_windows]
 	$(PYTHON) -m bench.documents --model $(MODEL) --data $(DEV_DATA) $(if $(K),--max-windows $(K))
+
+bench-monitoring:  ## the c1 latency cost of the model-behaviour metrics, and the drift check on dev then PolicyQA traffic -> bench/monitoring/: make bench-monitoring [MODEL=dir]
+	$(PYTHON) -m bench.monitoring cost --model $(MODEL)
+	$(PYTHON) -m bench.monitoring drift --model $(MODEL)
 
 parity: .venv-baseline/bin/python  ## qa.QuestionAnswerer vs the transformers 4.57 pipeline on the first N dev questions, 3 settings -> bench/parity.json: make parity [MODEL=dir] [N=1000]
 	$(PYTHON) -m bench.parity --model $(MODEL) --n $(N) --data $(DEV_DATA)

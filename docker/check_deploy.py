@@ -53,6 +53,13 @@ def load(folder: Path) -> dict[str, dict]:
     return by_kind
 
 
+DEFAULT_GUNICORN_TIMEOUT = 60  # serve/gunicorn.conf.py
+
+
+def container_env(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
 def image_uid() -> int:
     match = re.search(r"^ARG APP_UID=(\d+)", DOCKERFILE.read_text(encoding="utf-8"), re.MULTILINE)
     if not match:
@@ -112,6 +119,40 @@ def problems(resources: dict[str, dict]) -> list[str]:
         elif quantity(request) > quantity(limit):
             found.append(f"{kind} request {request} exceeds the limit {limit}")
 
+    service = resources["Service"]
+    ingress = resources.get("Ingress")
+    if ingress is not None:
+        service_ports = {key for p in service["spec"]["ports"] for key in (p.get("name"), p["port"])}
+        for rule in ingress["spec"].get("rules", []):
+            for path in rule.get("http", {}).get("paths", []):
+                backend = path["backend"]["service"]
+                if backend["name"] != service["metadata"]["name"]:
+                    found.append(f"Ingress routes to Service {backend['name']!r}, not {service['metadata']['name']!r}")
+                port = backend["port"].get("name", backend["port"].get("number"))
+                if port not in service_ports:
+                    found.append(f"Ingress backend port {port!r} is not a port of the Service")
+        if not ingress["spec"].get("tls"):
+            found.append("Ingress has no tls section: a public endpoint must be HTTPS")
+        timeout = ingress["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/proxy-read-timeout")
+        gunicorn_timeout = int(container_env(container).get("GUNICORN_TIMEOUT", DEFAULT_GUNICORN_TIMEOUT))
+        if timeout is None or int(timeout) >= gunicorn_timeout:
+            found.append(f"Ingress proxy-read-timeout {timeout!r} must be set below gunicorn's worker timeout "
+                         f"({gunicorn_timeout} s), so the proxy answers before the worker is killed")
+    policy = resources.get("NetworkPolicy")
+    if policy is not None:
+        if not selects(policy["spec"]["podSelector"].get("matchLabels", {})):
+            found.append("NetworkPolicy podSelector does not match the Deployment's pods")
+        for rule in policy["spec"].get("ingress", []):
+            for port in rule.get("ports", []):
+                if port["port"] not in ports and port["port"] not in ports.values():
+                    found.append(f"NetworkPolicy admits port {port['port']!r}, which is not a container port")
+    keys_file = container_env(container).get("QA_API_KEYS_FILE")
+    if keys_file is not None:
+        mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+        secrets = {v["name"]: v["secret"]["secretName"] for v in pod["spec"].get("volumes", []) if "secret" in v}
+        if not any(keys_file.startswith(mounts[name].rstrip("/") + "/") for name in secrets if name in mounts):
+            found.append(f"QA_API_KEYS_FILE {keys_file} is not in a mounted Secret")
+
     security = pod["spec"].get("securityContext", {})
     if security.get("runAsNonRoot") is not True:
         found.append("pod securityContext.runAsNonRoot is not true")
@@ -124,7 +165,7 @@ def problems(resources: dict[str, dict]) -> list[str]:
 
 ROUTE_DECORATORS = {"get": ("GET",), "post": ("POST",), "put": ("PUT",), "delete": ("DELETE",), "patch": ("PATCH",)}
 ENV_READ = re.compile(
-    r"""(?:env_int|env_bool)\(\s*[\w.]+\s*,\s*["']([A-Z][A-Z0-9_]+)["']"""
+    r"""(?:env_int|env_bool|env_float)\(\s*[\w.]+\s*,\s*["']([A-Z][A-Z0-9_]+)["']"""
     r"""|(?:os\.environ|\benv)\.(?:get|setdefault)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
     r"""|os\.environ\[\s*["']([A-Z][A-Z0-9_]+)["']\s*\]"""
 )

@@ -95,6 +95,21 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 
 
+def redact_keys(query: str) -> str:
+    """The query string with the values of key-like parameters replaced: the service refuses a key in
+    the URL, but the refused request is still logged."""
+    from urllib.parse import parse_qsl, urlencode
+
+    from serve.security import URL_KEY_NAMES
+
+    if not query:
+        return query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(name.lower() in URL_KEY_NAMES for name, _ in pairs):
+        return query
+    return urlencode([(n, "[redacted]" if n.lower() in URL_KEY_NAMES else v) for n, v in pairs])
+
+
 class JsonAccessLogger(Logger):
     """One JSON object per request on the access log; json.dumps escapes whatever the client sent."""
 
@@ -109,7 +124,7 @@ class JsonAccessLogger(Logger):
             "remote": environ.get("REMOTE_ADDR", "-"),
             "method": environ.get("REQUEST_METHOD"),
             "path": environ.get("PATH_INFO"),
-            "query": environ.get("QUERY_STRING") or None,
+            "query": redact_keys(environ.get("QUERY_STRING") or "") or None,
             "status": int(status),
             "bytes": getattr(resp, "sent", None),
             "duration_ms": round(request_time.total_seconds() * 1000.0, 2),

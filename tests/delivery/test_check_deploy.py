@@ -26,6 +26,16 @@ def test_the_shipped_manifests_are_consistent():
         ("deployment.yaml", "memory: 512Mi", "memory: 3Gi", "memory request 3Gi exceeds the limit 1Gi"),
         ("deployment.yaml", "runAsUser: 10001", "runAsUser: 0", "not the image's APP_UID"),
         ("service.yaml", "targetPort: http", "targetPort: metrics", "is not a container port"),
+        ("ingress.yaml", "name: squad-qa\n                port:", "name: other\n                port:",
+         "Ingress routes to Service 'other'"),
+        ("ingress.yaml", "proxy-read-timeout: \"55\"", "proxy-read-timeout: \"600\"",
+         "below gunicorn's worker timeout"),
+        ("ingress.yaml", "  tls:\n    - hosts:\n        - qa.example.com\n      secretName: squad-qa-tls\n", "",
+         "no tls section"),
+        ("networkpolicy.yaml", "app.kubernetes.io/component: api\n  policyTypes",
+         "app.kubernetes.io/component: web\n  policyTypes", "NetworkPolicy podSelector"),
+        ("deployment.yaml", "mountPath: /etc/squad-qa/api-keys", "mountPath: /etc/elsewhere",
+         "not in a mounted Secret"),
     ],
 )
 def test_a_broken_manifest_is_reported(tmp_path, file, old, new, problem):

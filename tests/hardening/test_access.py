@@ -198,7 +198,8 @@ def test_a_real_gunicorn_under_wrk_answers_429_past_the_limit_and_never_5xx(star
                             QA_CORS_ORIGINS=ALLOWED)
     server.wait_ready()
     assert server.request("POST", "/v1/answer", ASK)[0] == 401
-    assert server.request("POST", "/v1/answer", ASK, headers={"Authorization": "Bearer wrong-key-000000000000"})[0] == 401
+    wrong = {"Authorization": "Bearer wrong-key-000000000000"}
+    assert server.request("POST", "/v1/answer", ASK, headers=wrong)[0] == 401
     assert server.request("POST", f"/v1/answer?api_key={KEY}", ASK)[0] == 400
     status, headers, _ = server.request("OPTIONS", "/v1/answer", headers={
         "Origin": ALLOWED, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"})
@@ -220,3 +221,34 @@ def test_a_real_gunicorn_under_wrk_answers_429_past_the_limit_and_never_5xx(star
     status, headers, body = server.request("POST", "/v1/answer", ASK, headers={"Authorization": f"Bearer {KEY}"})
     assert status == 429 and int(headers["Retry-After"]) > 0 and b"too_many_requests" in body
     assert server.request("GET", "/healthz")[0] == 200 and server.request("GET", "/metrics")[0] == 200
+    server.terminate()
+    server.finish()
+    logs = "".join(server.stdout + server.stderr)
+    assert '"query": "api_key=%5Bredacted%5D"' in logs  # the refused request is logged, its key is not
+    assert KEY not in logs
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed (.ci/run installs it)")
+def test_a_redis_budget_is_shared_by_every_worker(start_gunicorn, tiny_bert_dir, tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        server = start_gunicorn(QA_MODEL_DIR=str(tiny_bert_dir), QA_BACKEND="torch", WEB_CONCURRENCY="2",
+                                GUNICORN_THREADS="1", QA_THREADS="1", QA_RATE_LIMIT="10/minute",
+                                QA_RATE_LIMIT_STORAGE_URL=f"redis://127.0.0.1:{port}")
+        server.wait_ready()
+        # A new connection per request: either worker may take it; the budget is the one in Redis.
+        statuses = [server.request("POST", "/v1/answer", ASK)[0] for _ in range(16)]
+        assert statuses.count(200) == 10 and statuses.count(429) == 6, statuses
+        import redis as redis_client
+
+        assert redis_client.Redis(port=port).keys("*squad-qa*"), "the counts are not kept in Redis"
+    finally:
+        redis.terminate()
+        redis.wait(10)

@@ -122,8 +122,13 @@ def fuzzer(operation, mode, budget: int, base_url: str, session, tally: Counter)
     return fuzz
 
 
-@pytest.fixture(scope="module")
-def fuzz_server(tiny_bert_dir):
+FUZZ_KEY = "fuzzing-key-0123456789abcdefgh"
+# The public-endpoint setup: keys on, and a rate limiter in the path (too high a limit to refuse).
+PUBLIC = {"QA_API_KEYS": FUZZ_KEY, "QA_RATE_LIMIT": "1000000/minute", "QA_CORS_ORIGINS": "https://app.example.com"}
+
+
+@pytest.fixture(scope="module", params=["open", "public"])
+def fuzz_server(request, tiny_bert_dir):
     from gunicorn_server import running_server
 
     with running_server(
@@ -133,8 +138,10 @@ def fuzz_server(tiny_bert_dir):
             "WEB_CONCURRENCY": "2",
             "GUNICORN_THREADS": "2",
             "QA_THREADS": "1",
+            **(PUBLIC if request.param == "public" else {}),
         }
     ) as server:
+        server.setup = request.param
         yield server
 
 
@@ -150,10 +157,17 @@ def test_generated_requests_get_no_5xx_and_match_the_spec(fuzz_server):
     assert {op for op, _ in BUDGET} == set(operations), "a new route needs a fuzz budget"
 
     session = requests.Session()
+    # With keys on, every generated request carries a valid key (the access tests cover refusals);
+    # the public setup gets half the budget: it repeats the open one's requests behind the checks.
+    scale = 1.0
+    if fuzz_server.setup == "public":
+        session.headers["Authorization"] = f"Bearer {FUZZ_KEY}"
+        scale = 0.5
     tally: Counter[tuple[str, str, int, str]] = Counter()
     failures: dict[str, str] = {}
     for (operation_id, mode), budget in BUDGET.items():
-        fuzz = fuzzer(operations[operation_id], mode, budget, fuzz_server.base_url, session, tally)
+        fuzz = fuzzer(operations[operation_id], mode, max(3, int(budget * scale)), fuzz_server.base_url, session,
+                      tally)
         try:
             fuzz()
         except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collect all, then report them
@@ -171,8 +185,10 @@ def test_generated_requests_get_no_5xx_and_match_the_spec(fuzz_server):
             handle.write(summary + "\n")
     assert not failures, "\n\n".join(f"== {name}\n{text}" for name, text in failures.items()) + "\n" + summary
     assert server_errors == 0, summary
-    assert total >= MIN_REQUESTS, summary
+    assert total >= MIN_REQUESTS * scale, summary
     # The fuzzer must reach the model, not only the validator: most valid requests get answers.
     answered = sum(n for (op, _, status, _), n in tally.items() if op == "answer" and status == 200)
-    assert answered >= BUDGET[("answer", POSITIVE)] // 2, summary
+    assert answered >= BUDGET[("answer", POSITIVE)] * scale // 2, summary
+    refused = sum(n for (_, _, status, _), n in tally.items() if status in (401, 429))
+    assert refused == 0, "a request with a valid key was refused\n" + summary
     assert fuzz_server.process.poll() is None, "the server died under fuzzing\n" + fuzz_server.log()
