@@ -88,6 +88,23 @@ def lowest_threshold_within(own_margins: np.ndarray, max_rate: float = MAX_OWN_A
     return float(finite[len(finite) - allowed - 1]) if allowed < len(finite) else -math.inf
 
 
+def best_f1_threshold(own_margins: np.ndarray, own_f1: np.ndarray, removed_margins: np.ndarray,
+                      lowest: float = -math.inf) -> tuple[float, float]:
+    """(threshold, F1 in %) maximising SQuAD 2.0 F1 over answerable pairs (own paragraph; `own_f1` is
+    each one's span F1 in [0, 1] when answered) and unanswerable ones (answer sentences removed; 1
+    when abstained), among thresholds >= `lowest` (a cap on own-paragraph abstention). Abstention is
+    margin > threshold, as served; ties go to the lowest such threshold."""
+    candidates = np.unique(np.concatenate([own_margins, removed_margins, [lowest]]))
+    candidates = candidates[np.isfinite(candidates) & (candidates >= lowest)]
+    own_order = np.argsort(own_margins)
+    own_sorted, gains = own_margins[own_order], np.cumsum(own_f1[own_order])
+    answered_gain = np.where((k := np.searchsorted(own_sorted, candidates, side="right")) > 0, gains[k - 1], 0.0)
+    removed_abstained = len(removed_margins) - np.searchsorted(np.sort(removed_margins), candidates, side="right")
+    totals = (answered_gain + removed_abstained) / (len(own_margins) + len(removed_margins))
+    best = int(np.argmax(totals))
+    return float(candidates[best]), round(100.0 * float(totals[best]), 2)
+
+
 def wrong_context_pairs(examples: Sequence[SquadExample], seed: int = SEED) -> list[str]:
     """For each example, a paragraph of another article (seeded)."""
     by_title: dict[str, list[str]] = {}

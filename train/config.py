@@ -23,6 +23,7 @@ from qa.model_dir import METRICS_FILE, TRAIN_CONFIG_FILE
 from qa.params import InferenceParams, InvalidParams
 
 DEFAULT_SQUAD_DIR = "../shared/data/squad"
+CHAMPION_RULES = ("not_worse", "better", "off")
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -139,12 +140,24 @@ class GateConfig:
     f1: float
     # The int8 model may trail the fp32 model by at most this much F1.
     max_int8_f1_drop: float = 0.5
+    # Against the current champion, on the same questions (train/compare.py, paired bootstrap):
+    # "not_worse" refuses a challenger whose 95 % interval of the F1 difference lies below 0;
+    # "better" also refuses one whose interval does not lie above 0; "off" compares nothing.
+    champion: str = "not_worse"
+    # When set, the challenger's F1 may also fall at most this far below the champion's (points).
+    max_f1_drop_vs_champion: float | None = None
 
     def validate(self, source: str) -> None:
         for name in ("exact_match", "f1"):
             value = getattr(self, name)
             if not 0 <= value <= 100:
                 raise ConfigError(source, f"gate.{name}", f"must be between 0 and 100, got {value}")
+        if self.champion not in CHAMPION_RULES:
+            raise ConfigError(source, "gate.champion", f"must be one of {', '.join(CHAMPION_RULES)}, got "
+                              f"{self.champion!r}")
+        if self.max_f1_drop_vs_champion is not None and self.max_f1_drop_vs_champion < 0:
+            raise ConfigError(source, "gate.max_f1_drop_vs_champion",
+                              f"must be 0 or more F1 points, got {self.max_f1_drop_vs_champion}")
 
 
 @dataclass

@@ -1,11 +1,16 @@
-"""Refuse a model that does not meet its thresholds.
+"""Refuse a model that does not meet its thresholds, or that is worse than the champion.
 
     python -m train.gate --model DIR [--data FILE | --metrics FILE] [--config CFG] [--backend B]
+                         [--champion DIR | models:/NAME@ALIAS | none]
 
 Thresholds come from --config; else from the config file the model was trained with (its path is in
 DIR/metrics.json), so editing that file moves the gate; else from the copy saved in DIR/train_config.yaml.
 Scores come from --metrics, or from evaluating the model now on --data (default: the config's
-validation file and max_eval_examples). Prints a table and exits 0 on pass, 1 on refusal, 2 on error.
+validation file and max_eval_examples). The absolute thresholds are a floor. Above it, the model is
+compared with the champion (--champion, else the registry's alias holder, e.g.
+models:/minilm-l6-squad@champion) on the same questions and backend: the paired bootstrap of
+per-question F1 (train/compare.py) must not lie wholly below 0 (config gate.champion: not_worse;
+"better" wants it wholly above 0). Prints a table and exits 0 on pass, 1 on refusal, 2 on error.
 """
 
 from __future__ import annotations
@@ -20,13 +25,22 @@ from pathlib import Path
 
 from qa.backends import GRAPH_FILES, INT8_BACKENDS
 from qa.errors import ModelLoadError
-from qa.files import write_json
-from qa.model_dir import GATE_RECORD, METRICS_FILE, eval_metrics_file, graph_sha256, write_gate_record
+from qa.files import file_sha256, write_json
+from qa.model_dir import (
+    GATE_RECORD,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    WEIGHTS_FILE,
+    eval_metrics_file,
+    graph_sha256,
+    write_gate_record,
+)
 from train.cli import EXIT_OK, EXIT_REFUSED, positive_int, run_stage
+from train.compare import PairedDifference, paired_difference, per_question_f1
 from train.config import ConfigError, ExperimentConfig, model_config
-from train.data import SquadFormatError
+from train.data import SquadFormatError, load_squad, references
 from train.hardware import cpu_description
-from train.tracking import TrackingError, register_verdict, store_uri
+from train.tracking import TrackingError, champion_of, register_verdict, resolve_version, store_uri
 
 
 @dataclass(frozen=True)
@@ -35,12 +49,78 @@ class Check:
     threshold: float
     measured: float
     higher_is_better: bool = True
+    strict: bool = False  # measured must beat the threshold, not only reach it
 
     @property
     def passed(self) -> bool:
+        if self.strict:
+            return self.measured > self.threshold if self.higher_is_better else self.measured < self.threshold
         if self.higher_is_better:
             return self.measured >= self.threshold
         return self.measured <= self.threshold
+
+
+@dataclass(frozen=True)
+class Champion:
+    directory: Path
+    version: int | None = None  # its registry version, when it came from the registry
+    uri: str | None = None
+
+
+def champion_checks(config: ExperimentConfig, difference: PairedDifference) -> list[Check]:
+    checks = []
+    if config.gate.champion == "not_worse":
+        checks.append(Check("f1_vs_champion_ci_high", 0.0, difference.ci_high))
+    elif config.gate.champion == "better":
+        checks.append(Check("f1_vs_champion_ci_low", 0.0, difference.ci_low, strict=True))
+    if config.gate.max_f1_drop_vs_champion is not None:
+        drop = round(difference.champion_f1 - difference.challenger_f1, 4)
+        checks.append(Check("f1_drop_vs_champion", config.gate.max_f1_drop_vs_champion, drop, higher_is_better=False))
+    return checks
+
+
+def find_champion(model_dir: Path, config: ExperimentConfig, given: str | None) -> Champion | None:
+    """The model to compare with: `given` (a directory, a registry URI, or "none"), else the registry's
+    alias holder. None when there is none, or when it is this very directory with these weights."""
+    if given and given.lower() == "none":
+        return None
+    if given and given.startswith("models:/"):
+        directory, version = resolve_version(given)
+        champion = Champion(directory, version, given)
+    elif given:
+        champion = Champion(Path(given))
+        if not champion.directory.is_dir():
+            raise ValueError(f"--champion {given}: no such directory")
+    else:
+        try:
+            found = champion_of(config, model_dir)
+        except TrackingError as exc:  # nothing can be promoted either; the absolute verdict stands
+            print(f"warning: no champion comparison, the registry cannot be read: {exc}", file=sys.stderr)
+            return None
+        if found is None:
+            return None
+        name = config.tracking.registered_model or model_dir.resolve().name
+        champion = Champion(found[0], found[1], f"models:/{name}@{config.tracking.alias}")
+    same_dir = champion.directory.resolve() == model_dir.resolve()
+    if same_dir and file_sha256(champion.directory / WEIGHTS_FILE) == file_sha256(model_dir / WEIGHTS_FILE):
+        return None  # gating the champion itself
+    return champion
+
+
+def compare_with_champion(champion: Champion, predictions: dict[str, str], metrics: dict) -> PairedDifference:
+    """The champion on the questions, backend and limit the challenger was scored with."""
+    from train.evaluate import evaluate_model
+
+    data_file = metrics.get("data_file")
+    if not data_file or not Path(data_file).is_file():
+        raise ValueError(f"the champion comparison needs the challenger's data file, got {data_file!r}")
+    examples = load_squad(data_file)[: metrics.get("limit")]
+    champion_predictions, champion_metrics = evaluate_model(champion.directory, data_file, str(metrics["backend"]),
+                                                            metrics.get("limit"))
+    if champion_metrics["backend"] != metrics["backend"]:
+        raise ValueError(f"the champion ran on {champion_metrics['backend']}, the challenger on {metrics['backend']}")
+    refs = references(examples)
+    return paired_difference(per_question_f1(refs, predictions), per_question_f1(refs, champion_predictions))
 
 
 def checks_for(config: ExperimentConfig, metrics: dict, reference_f1: float | None = None) -> list[Check]:
@@ -79,11 +159,18 @@ class GateResult:
     checks: list[Check]
     metrics: dict
     config: ExperimentConfig  # the config whose thresholds judged (train.config.model_config)
+    champion: Champion | None = None
+    difference: PairedDifference | None = None
 
     def record(self) -> dict:
         """The gate.json entry for this verdict."""
+        comparison = None
+        if self.champion is not None and self.difference is not None:
+            comparison = {"champion": str(self.champion.directory), "version": self.champion.version,
+                          "uri": self.champion.uri, "rule": self.config.gate.champion, **self.difference.as_dict()}
         return {
             "passed": self.passed,
+            "champion": comparison,
             "backend": self.metrics.get("backend"),
             "questions": self.metrics.get("questions"),
             "checks": [{"metric": c.metric, "threshold": c.threshold, "measured": c.measured, "passed": c.passed}
@@ -102,14 +189,20 @@ def gate_model(
     backend: str = "auto",
     limit: int | None = None,
     reference_metrics: str | Path | None = None,
+    champion: str | None = None,
 ) -> GateResult:
-    """Judge MODEL_DIR: scores from `metrics_file`, or from evaluating it now on `data` (default: the
-    config's validation file and max_eval_examples); an int8 score is also compared with the fp32
-    metrics.json of the directory (or `reference_metrics`)."""
+    """Judge MODEL_DIR: scores from `metrics_file` (with the predictions.json beside it), or from
+    evaluating it now on `data` (default: the config's validation file and max_eval_examples); an
+    int8 score is also compared with the fp32 metrics.json of the directory (or `reference_metrics`),
+    and every score with the champion's on the same questions (`champion`, else the registry's)."""
     model_dir = Path(model_dir)
     config = model_config(model_dir, config_file)
+    predictions = None
     if metrics_file:
         metrics = json.loads(Path(metrics_file).read_text(encoding="utf-8"))
+        beside = Path(metrics_file).parent / PREDICTIONS_FILE
+        if beside.is_file():
+            predictions = json.loads(beside.read_text(encoding="utf-8"))
     else:
         from train.evaluate import evaluate_model
 
@@ -118,7 +211,7 @@ def gate_model(
             limit = config.data.max_eval_examples
         if not source:
             raise ConfigError(config.source, "data.validation_file", "not set; pass --data")
-        _, metrics = evaluate_model(model_dir, source, backend, limit)
+        predictions, metrics = evaluate_model(model_dir, source, backend, limit)
         write_json(model_dir / eval_metrics_file(metrics["backend"]), metrics)
     reference_f1 = None
     if reference_metrics is None and metrics.get("backend") in INT8_BACKENDS and (model_dir / METRICS_FILE).exists():
@@ -128,7 +221,15 @@ def gate_model(
         same_questions(metrics, reference, reference_metrics)
         reference_f1 = float(reference["f1"])
     checks = checks_for(config, metrics, reference_f1)
-    return GateResult(all(c.passed for c in checks), checks, metrics, config)
+    found = find_champion(model_dir, config, champion) if config.gate.champion != "off" else None
+    difference = None
+    if found is not None:
+        if predictions is None:
+            raise ValueError(f"comparing with the champion needs the challenger's predictions: no {PREDICTIONS_FILE} "
+                             f"beside {metrics_file}; gate with --data, or --champion none")
+        difference = compare_with_champion(found, predictions, metrics)
+        checks += champion_checks(config, difference)
+    return GateResult(all(c.passed for c in checks), checks, metrics, config, found, difference)
 
 
 def record_gate(model_dir: str | Path, result: GateResult) -> None:
@@ -147,8 +248,9 @@ def promote(model_dir: str | Path, result: GateResult) -> None:
     failures = [f"{c.metric} {c.measured:.2f} {'<' if c.higher_is_better else '>'} {c.threshold:.2f}"
                 for c in result.checks if not c.passed]
     try:
+        parent = result.champion.version if result.champion is not None else None
         entry = register_verdict(model_dir, result.config, str(result.metrics.get("backend")), result.passed,
-                                 failures)
+                                 failures, parent_version=parent)
     except (TrackingError, OSError) as exc:  # the verdict and its exit code stand; the registry is behind
         print(f"warning: the registry was not updated: {exc}", file=sys.stderr)
         return
@@ -170,13 +272,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--limit", type=positive_int, default=None)
     parser.add_argument("--reference-metrics", help="fp32 metrics.json the int8 F1 is compared with")
+    parser.add_argument("--champion", help="the model to compare with: a directory, models:/NAME@ALIAS, or none "
+                                           "(default: the registry's alias holder)")
     args = parser.parse_args(argv)
 
     def stage() -> int:
         result = gate_model(args.model, args.data, args.metrics, args.config, args.backend, args.limit,
-                            args.reference_metrics)
+                            args.reference_metrics, args.champion)
         print(f"gate for {args.model} ({result.metrics.get('backend', '?')}, "
               f"{result.metrics.get('questions', '?')} questions, thresholds from {result.config.source})")
+        if result.difference is not None:
+            print(f"champion {result.champion.uri or result.champion.directory}: {result.difference.summary()}")
+        else:
+            print("no champion to compare with: the absolute thresholds alone judge")
         print(format_table(result.checks))
         print("PASSED" if result.passed else "REFUSED: the model does not meet its thresholds")
         try:

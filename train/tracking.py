@@ -281,9 +281,10 @@ def _run_exists(run_id: str) -> bool:
 
 
 def register_verdict(model_dir: str | Path, config: ExperimentConfig, backend: str, passed: bool,
-                     failures: Sequence[str]) -> dict | None:
+                     failures: Sequence[str], parent_version: int | None = None) -> dict | None:
     """Registers DIR as a version of the config's registered model (the same weights and directory
-    reuse their version) and tags it with the verdict. A pass moves the alias to it unless another
+    reuse their version) and tags it with the verdict and the version it was compared with (its
+    parent: the champion it must not fall behind). A pass moves the alias to it unless another
     backend's verdict on it is a refusal (int8 excepted: the service falls back to fp32); a refusal
     takes the alias off it."""
     if not tracking_enabled():
@@ -310,6 +311,8 @@ def register_verdict(model_dir: str | Path, config: ExperimentConfig, backend: s
             run_id = saved_run(model_dir, uri)
             version = client.create_model_version(name, source=str(model_dir), run_id=run_id,
                                                   tags={"weights_sha256": weights}).version
+        if parent_version is not None and str(parent_version) != str(version):
+            client.set_model_version_tag(name, version, "parent_version", str(parent_version))
         client.set_model_version_tag(name, version, f"gate.{backend}", "passed" if passed else "refused")
         client.set_model_version_tag(name, version, f"gate.{backend}.reason",
                                      "meets every threshold" if passed else "; ".join(failures))
@@ -334,6 +337,29 @@ def register_verdict(model_dir: str | Path, config: ExperimentConfig, backend: s
 def resolve(model_uri: str) -> Path:
     """The directory of `models:/NAME@ALIAS` or `models:/NAME/VERSION`, refused when its weights are
     not the ones that were gated (a later training into the same directory)."""
+    return resolve_version(model_uri)[0]
+
+
+def champion_of(config: ExperimentConfig, model_dir: str | Path) -> tuple[Path, int] | None:
+    """(directory, version) of the registered model's alias holder (the champion), or None when
+    tracking is off or nothing holds the alias yet."""
+    if not tracking_enabled():
+        return None
+    name = config.tracking.registered_model or Path(model_dir).resolve().name
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri = store_uri()
+    _connect(uri)
+    try:
+        MlflowClient(uri).get_model_version_by_alias(name, config.tracking.alias)
+    except MlflowException:
+        return None
+    return resolve_version(f"models:/{name}@{config.tracking.alias}")
+
+
+def resolve_version(model_uri: str) -> tuple[Path, int]:
+    """resolve(), with the registry version number."""
     match = _MODEL_URI.fullmatch(model_uri)
     if not match:
         raise ValueError(f"{model_uri!r} is not a registry URI; use models:/NAME@ALIAS or models:/NAME/VERSION")
@@ -359,7 +385,7 @@ def resolve(model_uri: str) -> Path:
                                                                    decompress_gzip=False) != gated:
         raise TrackingError(uri, f"{model_uri} is version {version.version}, but the weights in {source} changed "
                                  "since it was gated; run make gate on it again")
-    return source
+    return source, int(version.version)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -85,3 +85,24 @@ def test_calibrate_writes_a_threshold_the_engine_applies(calibration_dir):
 def test_a_part_that_does_not_exist_is_named(calibration_dir):
     with pytest.raises(ValueError, match="unknown part\\(s\\) v3"):
         calibrate(calibration_dir[0], parts=["v3"])
+
+
+def test_best_f1_threshold_against_a_brute_force_search():
+    import numpy as np
+
+    from train.calibrate import best_f1_threshold
+
+    rng = np.random.default_rng(0)
+    own = rng.normal(-4, 3, 300)
+    own_f1 = rng.uniform(0, 1, 300)
+    removed = rng.normal(2, 3, 200)
+
+    def f1_at(t: float) -> float:
+        return 100 * (own_f1[own <= t].sum() + (removed > t).sum()) / 500
+
+    for lowest in (-np.inf, 0.0, 3.0):
+        threshold, f1 = best_f1_threshold(own, own_f1, removed, lowest)
+        grid = [t for t in np.concatenate([own, removed, [lowest]]) if np.isfinite(t) and t >= lowest]
+        assert threshold >= lowest
+        assert f1 == pytest.approx(max(f1_at(t) for t in grid), abs=0.01)
+        assert f1 == pytest.approx(f1_at(threshold), abs=0.01)
