@@ -88,8 +88,8 @@ score:  ## official v1.1 EM/F1 of any predictions file: make score DATA=file PRE
 GATE_SOURCE = $(if $(METRICS),--metrics $(METRICS),$(if $(filter command line environment,$(origin DATA)),--data $(DATA)))
 # Thresholds: CONFIG= when given, else the config file the model was trained with.
 GATE_THRESHOLDS = $(if $(filter command line environment,$(origin CONFIG)),--config $(CONFIG))
-gate:  ## exit 0 pass, 1 refused, 2 error: make gate MODEL=dir [CONFIG=file] [DATA=file | METRICS=file] [BACKEND=] [LIMIT=n]
-	$(PYTHON) -m train.gate --model $(MODEL) $(GATE_SOURCE) --backend $(BACKEND) $(GATE_THRESHOLDS) $(if $(LIMIT),--limit $(LIMIT))
+gate:  ## exit 0 pass, 1 refused, 2 error; compared with the champion (the registry's, or CHAMPION=dir|models:/NAME@ALIAS|none): make gate MODEL=dir [CONFIG=file] [DATA=file | METRICS=file] [BACKEND=] [LIMIT=n] [CHAMPION=]
+	$(PYTHON) -m train.gate --model $(MODEL) $(GATE_SOURCE) --backend $(BACKEND) $(GATE_THRESHOLDS) $(if $(LIMIT),--limit $(LIMIT)) $(if $(CHAMPION),--champion $(CHAMPION))
 
 FROM ?= outputs/minilm-squad
 package:  ## the shipped model from a trained dir: fp16, exported, scored on all of DEV_DATA, fp32 and int8 gated: make package [FROM=dir] [MODEL=dir]
