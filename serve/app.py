@@ -7,7 +7,6 @@ builds one. Nothing here imports torch or transformers.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -40,10 +39,11 @@ from qa.model_dir import graph_sha256, weight_files
 from qa.params import DEFAULT_LOW_CONFIDENCE_SCORE
 from qa.pipeline import InvalidArgument, NoReadableText, QuestionAnswerer
 from serve.batching import BatcherClosed
+from serve.feedback_routes import install as install_feedback
 from serve.metrics import ModelBehaviour, ServiceMetrics
 from serve.openapi import openapi_document
 from serve.prediction_log import PredictionLog
-from serve.schema import AnswerRequest, ApiError, json_type, parse_item, parse_pipeline_request
+from serve.schema import AnswerRequest, ApiError, json_type, parse_item, parse_json_body, parse_pipeline_request
 from serve.security import ApiKeys, check_key
 from serve.security import install as install_security
 from serve.settings import Settings
@@ -122,23 +122,6 @@ def model_version(model_dir: Path | None, backend: str | None = None) -> str:
 
 
 # ---------------------------------------------------------------- request bodies
-
-
-def parse_json_body() -> Any:
-    if not request.mimetype or request.mimetype != "application/json":
-        got = request.mimetype or "none"
-        raise ApiError(415, "unsupported_media_type", f"Content-Type must be application/json, got {got}")
-    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
-    limit = request.max_content_length
-    if request.content_length is None and limit is not None and len(raw) >= limit:
-        # A chunked body is cut silently at the limit; reading on raises the 413 if it went on.
-        request.stream.read(1)
-    try:
-        return json.loads(raw)
-    except RecursionError:
-        raise ApiError(400, "malformed_json", "request body is not valid JSON: nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
 
 
 def parse_batch(body: Any, settings: Settings) -> list[AnswerRequest]:
@@ -305,6 +288,7 @@ def create_app(engine_or_factory: EngineSource, settings: Settings | None = None
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
     app.register_blueprint(routes)
     state.keys = install_security(app, settings)
+    install_feedback(app, settings)
     state.metrics.model_ready.set(0)
     if settings.load_in_background:
         state.slot.load_in_thread(state.on_ready)

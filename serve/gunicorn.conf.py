@@ -148,6 +148,14 @@ def on_starting(server):
     for name in os.listdir(metrics_dir):
         if name.endswith(".db"):
             os.remove(os.path.join(metrics_dir, name))
+    if _settings.feedback:
+        # Once, before the workers fork: they would race to create the tables of a new database.
+        from feedback.store import FeedbackStore
+
+        store = FeedbackStore(_settings.feedback_url)
+        store.migrate()
+        store.dispose()  # no pooled connection may cross the fork
+        server.log.info("feedback store ready (%s)", _settings.feedback_url.split("://")[0])
     server.log.info(
         "serving %s (backend %s) with %d worker(s) x %d thread(s), QA_THREADS=%s",
         _settings.model_dir,

@@ -84,6 +84,12 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        self.feedback = Counter(
+            "qa_feedback_verdicts",
+            "Feedback items stored (QA_FEEDBACK=on), by verdict: correct, wrong or unanswerable.",
+            ["verdict"],
+            registry=self.registry,
+        )
         # The model's behaviour (qa/monitoring.py), by model version and backend.
         model_labels = ["version", "backend"]
         self.signals = {signal.name: Histogram(signal.name, signal.description, model_labels,

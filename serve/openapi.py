@@ -36,7 +36,62 @@ def _json(schema_ref: str, description: str) -> dict[str, Any]:
 
 def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
     s = settings or Settings()
-    return with_access_rules(_document(s), s)
+    document = _document(s)
+    if s.feedback:
+        with_feedback(document, s)
+    return with_access_rules(document, s)
+
+
+def with_feedback(document: dict[str, Any], s: Settings) -> None:
+    """The feedback routes (serve/feedback_routes.py), served only with QA_FEEDBACK=on."""
+    common = {"404": _error("Unknown route, or no such item."), "405": _error("Method not allowed."),
+              "500": _error("Unexpected server error.")}
+    reader = {"401": _error("No feedback key, or not one of QA_FEEDBACK_KEYS."),
+              "403": _error("The server has no QA_FEEDBACK_KEYS: feedback cannot be read over HTTP.")}
+    span = {"type": "object", "additionalProperties": False, "required": ["start", "end"],
+            "properties": {"start": {"type": "integer", "minimum": 0}, "end": {"type": "integer", "minimum": 0}}}
+    schemas = document["components"]["schemas"]
+    schemas["FeedbackRequest"] = {
+        "type": "object", "additionalProperties": False,
+        "required": ["question", "context", "answer", "verdict"],
+        "properties": {
+            "question": {"type": "string", "minLength": 1, "maxLength": s.max_question_chars},
+            "context": {"type": "string", "minLength": 1, "maxLength": s.max_context_chars},
+            "answer": {**span, "description": "The answer that was given: context[start:end]."},
+            "verdict": {"type": "string", "enum": ["correct", "wrong", "unanswerable"]},
+            "correction": {**span, "description": "Only with verdict wrong: the span that answers the question."},
+        },
+    }
+    schemas["FeedbackItem"] = {"type": "object", "required": ["id", "question", "context", "verdict"],
+                               "properties": {"id": {"type": "integer"}, "created_at": {"type": "string"},
+                                              "question": {"type": "string"}, "context": {"type": "string"},
+                                              "verdict": {"type": "string"}}}
+    document["paths"]["/v1/feedback"] = {
+        "post": {"summary": "Record a verdict on an answer (stored with its question and context)",
+                 "operationId": "addFeedback",
+                 "requestBody": {"required": True, "content": {"application/json": {
+                     "schema": {"$ref": "#/components/schemas/FeedbackRequest"}}}},
+                 "responses": {"201": {"description": "Stored.", "content": {"application/json": {"schema": {
+                     "type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}}}}},
+                     "400": _error("The body is not valid JSON."), "413": _error("Too large."),
+                     "415": _error("Content-Type is not application/json."),
+                     "422": _error("A field is missing, of the wrong type, or a span lies outside the context; "
+                                   "the message names the field."), **common}},
+        "get": {"summary": "Stored feedback, oldest first (a feedback key)", "operationId": "listFeedback",
+                "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                               {"name": "limit", "in": "query",
+                                "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+                "responses": {"200": {"description": "A page of items.", "content": {"application/json": {
+                    "schema": {"type": "object", "properties": {
+                        "items": {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackItem"}},
+                        "next_after": {"type": "integer"}}}}}},
+                    "400": _error("after or limit out of range."), **reader, **common}},
+    }
+    document["paths"]["/v1/feedback/{item_id}"] = {
+        "delete": {"summary": "Delete one feedback item (a feedback key)", "operationId": "deleteFeedback",
+                   "parameters": [{"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                   "responses": {"204": {"description": "Deleted."}, **reader, **common}},
+    }
 
 
 def with_access_rules(document: dict[str, Any], s: Settings) -> dict[str, Any]:

@@ -6,9 +6,12 @@ docs/serving.md and the engine call (its `option=`, a qa.params.AnswerOptions fi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from flask import request
 
 from qa.pipeline import ARGUMENTS as PIPELINE_ARGUMENTS
 from serve.settings import Settings
@@ -23,6 +26,24 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
+
+
+def parse_json_body() -> Any:
+    """The request's JSON body; 415 unless it is declared as JSON, 413 past the size limit, 400 if malformed."""
+    if not request.mimetype or request.mimetype != "application/json":
+        got = request.mimetype or "none"
+        raise ApiError(415, "unsupported_media_type", f"Content-Type must be application/json, got {got}")
+    raw = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # A chunked body is cut silently at the limit; reading on raises the 413 if it went on.
+        request.stream.read(1)
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "request body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}") from None
 
 
 def json_type(value: Any) -> str:

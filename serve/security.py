@@ -100,7 +100,8 @@ def check_key(keys: ApiKeys, settings: Settings) -> None:
 
 def install(app: Flask, settings: Settings) -> ApiKeys:
     """Keys, rate limits and CORS as configured (nothing at all when none is); returns the keys."""
-    keys = ApiKeys(settings.api_keys)
+    # Feedback readers may ask questions too; their keys never turn key checks on by themselves.
+    keys = ApiKeys(settings.api_keys + settings.feedback_keys if settings.api_keys else ())
     if settings.rate_limit:
         from flask_limiter import Limiter
 

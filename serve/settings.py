@@ -29,6 +29,12 @@ Public endpoints (serve/security.py; all off by default):
     QA_PREDICTION_LOG            a JSON-lines file of sampled predictions, keyed by request id; hashes and lengths
                                  of the text, never the text (default: none)
     QA_PREDICTION_LOG_SAMPLE     the share of requests logged, in (0, 1] (default 0.1)
+    QA_FEEDBACK                  on: accept users' verdicts on answers at POST /v1/feedback and in the form,
+                                 stored with their question and context (default off)
+    QA_FEEDBACK_URL              the feedback database (default sqlite:///outputs/feedback.db; PostgreSQL:
+                                 postgresql+psycopg://user:password@host/db)
+    QA_FEEDBACK_KEYS             keys that may read, export and delete feedback (GET/DELETE /v1/feedback);
+                                 without any, nobody can read it back over HTTP
     QA_MODEL_METRICS             0: leave out the model-behaviour metrics (answer scores, abstentions, tokens
                                  and windows read; qa/monitoring.py) (default 1)
 """
@@ -71,6 +77,9 @@ class Settings:
     prediction_log: Path | None = None
     prediction_log_sample: float = 0.1
     model_metrics: bool = True
+    feedback: bool = False
+    feedback_url: str = field(default="sqlite:///outputs/feedback.db", repr=False)  # may hold a password
+    feedback_keys: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
@@ -84,7 +93,12 @@ class Settings:
             raise SettingsError(f"document_cache_mb must be 0 (no cache) or more, got {self.document_cache_mb}")
         if self.max_body_bytes < 1024:
             raise SettingsError(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")
-        short = [i for i, key in enumerate(self.api_keys) if len(key) < MIN_KEY_CHARS]
+        if self.feedback_keys and not self.feedback:
+            raise SettingsError("QA_FEEDBACK_KEYS is set but feedback is off: set QA_FEEDBACK=on as well")
+        if not re.fullmatch(r"(sqlite|postgresql(\+psycopg)?)://\S*", self.feedback_url):
+            raise SettingsError("feedback_url must be a sqlite:/// or postgresql+psycopg:// URL, got "
+                                f"{self.feedback_url.split('@')[-1]!r}")  # never the password
+        short = [i for i, key in enumerate(self.api_keys + self.feedback_keys) if len(key) < MIN_KEY_CHARS]
         if short:  # never echo a key
             raise SettingsError(f"API key number {short[0] + 1} has fewer than {MIN_KEY_CHARS} characters; use long "
                                 "random keys: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
@@ -135,6 +149,9 @@ class Settings:
             prediction_log=Path(env["QA_PREDICTION_LOG"]) if (env.get("QA_PREDICTION_LOG") or "").strip() else None,
             prediction_log_sample=env_float(env, "QA_PREDICTION_LOG_SAMPLE", defaults.prediction_log_sample),
             model_metrics=env_bool(env, "QA_MODEL_METRICS", True),
+            feedback=env_bool(env, "QA_FEEDBACK", False),
+            feedback_url=(env.get("QA_FEEDBACK_URL") or defaults.feedback_url).strip(),
+            feedback_keys=tuple(dict.fromkeys((env.get("QA_FEEDBACK_KEYS") or "").replace(",", " ").split())),
         )
 
 

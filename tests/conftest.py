@@ -32,3 +32,16 @@ def tiny_distilbert_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A real PostgreSQL server for the session (skipped where none is installed, failed under CI)."""
+    from postgres_server import postgres_bin, running_postgres
+
+    if postgres_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
+        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
+    with running_postgres() as url:
+        yield url

@@ -1,4 +1,5 @@
-"""The package layout's rules, checked on the source: imports run qa <- serve, qa <- train, with no cycle.
+"""The package layout's rules, checked on the source: imports run qa <- feedback <- serve and
+qa <- feedback <- train, with no cycle.
 
 Every import counts, including those inside functions (lazy imports are still dependencies).
 """
@@ -13,9 +14,11 @@ import pytest
 from tools import source_imports
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("qa", "serve", "train")
-# Who may import whom: the inference core stands alone; serving and training build on it.
-ALLOWED = {"qa": {"qa"}, "serve": {"qa", "serve"}, "train": {"qa", "train"}}
+PACKAGES = ("qa", "feedback", "serve", "train")
+# Who may import whom: the inference core stands alone; the feedback store (users' verdicts, the data
+# that flows back) builds on it; serving and training build on both, never on each other.
+ALLOWED = {"qa": {"qa"}, "feedback": {"qa", "feedback"}, "serve": {"qa", "feedback", "serve"},
+           "train": {"qa", "feedback", "train"}}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -36,7 +39,7 @@ def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
     return graph
 
 
-def test_the_layout_has_the_three_packages():
+def test_the_layout_has_the_four_packages():
     graph = import_graph()
     assert {name.split(".")[0] for name in graph} == set(PACKAGES)
     assert {"qa.windowing", "qa.decoding", "qa.engine", "qa.backends", "qa.model_dir", "qa.params"} <= set(graph)
@@ -77,7 +80,7 @@ def test_the_checker_sees_a_cycle_and_a_wrong_way_import(tmp_path):
 
 
 def test_the_image_stages_copy_what_their_code_imports():
-    """The exporter stage copies qa/ and train/{__init__,cli,export}.py; the runtime stage qa/ and serve/.
+    """The exporter stage copies qa/ and train/{__init__,cli,export}.py; the runtime stage qa/, feedback/ and serve/.
     Whatever those import (transitively) must be among what is copied, or the image build breaks."""
     graph = import_graph()
 
@@ -97,5 +100,5 @@ def test_the_image_stages_copy_what_their_code_imports():
     exporter = {"qa", *(f"qa.{m}" for m in core[1:]), "train", "train.cli", "train.export"}
     assert reach("train.export") <= exporter
     assert reach("qa.backends") | reach("qa.model_dir") <= exporter  # docker/prune_model.py imports these
-    assert "COPY qa/ /app/qa/" in dockerfile and "COPY serve/ /app/serve/" in dockerfile
-    assert all(m.split(".")[0] in ("qa", "serve") for m in reach("serve.wsgi"))
+    assert all(f"COPY {p}/ /app/{p}/" in dockerfile for p in ("qa", "feedback", "serve"))
+    assert all(m.split(".")[0] in ("qa", "feedback", "serve") for m in reach("serve.wsgi"))

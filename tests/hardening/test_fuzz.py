@@ -48,6 +48,13 @@ BUDGET = {
     ("swaggerJs", POSITIVE): 3,
     # GET /openapi.json is not listed: schemathesis leaves out the operation that serves the schema.
 }
+# The feedback routes exist only with QA_FEEDBACK=on: the public setup turns it on.
+FEEDBACK_BUDGET = {
+    ("addFeedback", POSITIVE): 150,
+    ("addFeedback", NEGATIVE): 150,
+    ("listFeedback", POSITIVE): 30,
+    ("deleteFeedback", POSITIVE): 30,
+}
 MIN_REQUESTS = 2_000
 # The service answers 413 (not 422) for a field over its documented length limit: a rejection too.
 REJECTED = ["400", "404", "405", "413", "415", "422"]
@@ -123,13 +130,17 @@ def fuzzer(operation, mode, budget: int, base_url: str, session, tally: Counter)
 
 
 FUZZ_KEY = "fuzzing-key-0123456789abcdefgh"
+FUZZ_READER_KEY = "fuzzing-feedback-reader-key-0123"
 # The public-endpoint setup: keys on, and a rate limiter in the path (too high a limit to refuse).
 PUBLIC = {"QA_API_KEYS": FUZZ_KEY, "QA_RATE_LIMIT": "1000000/minute", "QA_CORS_ORIGINS": "https://app.example.com"}
 
 
 @pytest.fixture(scope="module", params=["open", "public"])
-def fuzz_server(request, tiny_bert_dir):
+def fuzz_server(request, tiny_bert_dir, tmp_path_factory):
     from gunicorn_server import running_server
+
+    public = {**PUBLIC, "QA_FEEDBACK": "on", "QA_FEEDBACK_KEYS": FUZZ_READER_KEY,
+              "QA_FEEDBACK_URL": f"sqlite:///{tmp_path_factory.mktemp('fuzz-feedback') / 'feedback.db'}"}
 
     with running_server(
         {
@@ -138,7 +149,7 @@ def fuzz_server(request, tiny_bert_dir):
             "WEB_CONCURRENCY": "2",
             "GUNICORN_THREADS": "2",
             "QA_THREADS": "1",
-            **(PUBLIC if request.param == "public" else {}),
+            **(public if request.param == "public" else {}),
         }
     ) as server:
         server.setup = request.param
@@ -154,20 +165,22 @@ def test_generated_requests_get_no_5xx_and_match_the_spec(fuzz_server):
     for result in schema.get_all_operations():
         operation = result.ok()
         operations[operation.definition.raw["operationId"]] = operation
-    assert {op for op, _ in BUDGET} == set(operations), "a new route needs a fuzz budget"
+    budget = BUDGET | (FEEDBACK_BUDGET if fuzz_server.setup == "public" else {})
+    assert {op for op, _ in budget} == set(operations), "a new route needs a fuzz budget"
 
     session = requests.Session()
-    # With keys on, every generated request carries a valid key (the access tests cover refusals);
+    # With keys on, every generated request carries a valid key (the access and feedback tests cover refusals);
     # the public setup gets half the budget: it repeats the open one's requests behind the checks.
     scale = 1.0
     if fuzz_server.setup == "public":
-        session.headers["Authorization"] = f"Bearer {FUZZ_KEY}"
+        # A feedback reader's key: it also passes the API-key check, so every route is reachable.
+        session.headers["Authorization"] = f"Bearer {FUZZ_READER_KEY}"
         scale = 0.5
     tally: Counter[tuple[str, str, int, str]] = Counter()
     failures: dict[str, str] = {}
-    for (operation_id, mode), budget in BUDGET.items():
-        fuzz = fuzzer(operations[operation_id], mode, max(3, int(budget * scale)), fuzz_server.base_url, session,
-                      tally)
+    for (operation_id, mode), requests_wanted in budget.items():
+        fuzz = fuzzer(operations[operation_id], mode, max(3, int(requests_wanted * scale)), fuzz_server.base_url,
+                      session, tally)
         try:
             fuzz()
         except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - collect all, then report them
