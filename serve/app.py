@@ -42,6 +42,7 @@ from serve.batching import BatcherClosed
 from serve.feedback_routes import install as install_feedback
 from serve.metrics import ModelBehaviour, ServiceMetrics
 from serve.openapi import openapi_document
+from serve.pages import form_page
 from serve.prediction_log import PredictionLog
 from serve.schema import AnswerRequest, ApiError, json_type, parse_item, parse_json_body, parse_pipeline_request
 from serve.security import ApiKeys, check_key
@@ -53,7 +54,9 @@ log = logging.getLogger("serve.app")
 WARMUP_QUESTION = "What does the service answer?"
 WARMUP_CONTEXT = "The service answers questions about a context that the user supplies."
 REQUEST_ID_HEADER = "X-Request-ID"
-PAGE_CSP = "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+# Scripts only from this server (the form's feedback.js); no inline script can run.
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+            "base-uri 'none'")
 # Relaxed for /docs only: Swagger UI sets inline styles, shows data: images and fetches /openapi.json
 # and the requests "Try it out" sends (same origin). Scripts still come from this server alone.
 DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -409,16 +412,7 @@ def question_answering() -> Response:
 @routes.route("/", methods=["GET", "POST"])
 def form() -> tuple[str, int]:
     state = service()
-    page: dict[str, Any] = {
-        "question": "",
-        "context": "",
-        "result": None,
-        "error": None,
-        "info": state.info,
-        "limits": state.settings,
-        "abstain": False,
-        "needs_key": bool(state.keys),
-    }
+    page = form_page(state)
     if request.method == "GET":
         return render_template("index.html", **page), 200
     status = 200
@@ -437,6 +431,8 @@ def form() -> tuple[str, int]:
         (result,) = state.answer([item], lambda _: "")
         context = item.context
         page["result"] = {
+            "start": result["start"],
+            "end": result["end"],
             "before": context[: result["start"]],
             "answer": result["answer"],
             "after": context[result["end"] :],

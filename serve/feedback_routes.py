@@ -3,6 +3,9 @@
     POST   /v1/feedback              {"question", "context", "answer": {"start", "end"},
                                       "verdict": "correct" | "wrong" | "unanswerable",
                                       "correction": {"start", "end"}?}  -> 201 {"id"}
+    POST   /feedback                 the form page's Right / Wrong / Not in the text buttons; the right
+                                     words come as offsets (selected in the page, feedback.js) or as
+                                     typed text the server finds in the context
     GET    /v1/feedback?after=&limit=  the stored items, oldest first (a feedback key)
     DELETE /v1/feedback/<id>           removes one item (a feedback key)
 
@@ -13,13 +16,15 @@ The access log records the path and status only, never the body, so no context r
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
 
 from feedback.store import VERDICTS, FeedbackError, FeedbackItem, FeedbackStore
+from serve.pages import form_page
 from serve.schema import ApiError, TextField, json_type, parse_json_body
-from serve.security import ApiKeys, presented_key
+from serve.security import ApiKeys, check_key, presented_key
 
 feedback_routes = Blueprint("feedback", __name__)
 
@@ -93,6 +98,74 @@ def _require_reader() -> None:
     if presented is None or keys.identify(presented) is None:
         raise ApiError(401, "invalid_api_key", "reading or deleting feedback needs one of QA_FEEDBACK_KEYS",
                        headers={"WWW-Authenticate": 'Bearer realm="squad-qa-feedback"'})
+
+
+def _offset(form, name: str) -> int | None:
+    raw = (form.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ApiError(422, "invalid_field", f"field '{name}' must be a whole number, got {raw[:20]!r}")
+    return int(raw)
+
+
+def find_in_context(context: str, words: str) -> tuple[int, int]:
+    """Where typed words occur in the context: exactly, else ignoring case and runs of whitespace."""
+    words = words.strip()
+    start = context.find(words)
+    if start >= 0:
+        return start, start + len(words)
+    pattern = r"\s+".join(re.escape(part) for part in words.split())
+    found = re.search(pattern, context, re.IGNORECASE) if pattern else None
+    if found is None:
+        raise ApiError(422, "invalid_field", "field 'correction_text': the right answer must be words of the text; "
+                       f"{words[:60]!r} is not in it")
+    return found.start(), found.end()
+
+
+def parse_form_feedback(form, settings, served: dict[str, str], request_id: str) -> FeedbackItem:
+    question = QUESTION.check(form.get("question"), "question", settings)
+    context = CONTEXT.check(form.get("context"), "context", settings)
+    verdict = form.get("verdict", "")
+    if verdict not in VERDICTS:
+        raise ApiError(422, "invalid_field", f"field 'verdict' must be one of {', '.join(VERDICTS)}")
+    start, end = _offset(form, "answer_start"), _offset(form, "answer_end")
+    if start is None or end is None:
+        raise ApiError(422, "missing_field", "fields 'answer_start' and 'answer_end' are required")
+    correction: tuple[int | None, int | None] = (None, None)
+    if verdict == "wrong":
+        selected = (_offset(form, "correction_start"), _offset(form, "correction_end"))
+        typed = form.get("correction_text", "")
+        if None not in selected:
+            correction = selected
+        elif typed.strip():
+            correction = find_in_context(context, typed)
+    item = FeedbackItem(question, context, start, end, verdict, *correction, model=served.get("model"),
+                        model_version=served.get("version"), request_id=request_id, source="form")
+    try:
+        return item.validate()
+    except FeedbackError as exc:
+        raise ApiError(422, "invalid_field", f"field '{exc.field}' {exc.problem}") from None
+
+
+@feedback_routes.post("/feedback")
+def feedback_form() -> tuple[str, int]:
+    state = current_app.extensions["qa"]
+    page = form_page(state, question=request.form.get("question", ""), context=request.form.get("context", ""))
+    status = 200
+    try:
+        if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            raise ApiError(415, "unsupported_media_type", "the form must be posted as a web form")
+        if state.keys:
+            check_key(state.keys, state.settings)
+        item = parse_form_feedback(request.form, state.settings, state.info, g.get("request_id", ""))
+        item_id = _store().add(item)
+        state.metrics.feedback.labels(item.verdict).inc()
+        page["thanks"] = f"Thank you: your verdict ({item.verdict}) is stored as item {item_id}."
+    except ApiError as exc:
+        status = exc.status
+        page["error"] = exc.message
+    return render_template("index.html", **page), status
 
 
 @feedback_routes.post("/v1/feedback")

@@ -87,6 +87,19 @@ def with_feedback(document: dict[str, Any], s: Settings) -> None:
                         "next_after": {"type": "integer"}}}}}},
                     "400": _error("after or limit out of range."), **reader, **common}},
     }
+    page = {"description": "The form page, with a thank-you or the error.", "content": {"text/html": {}}}
+    document["paths"]["/feedback"] = {"post": {
+        "summary": "The form page's feedback buttons (Right, Wrong, Not in the text); works without JavaScript",
+        "operationId": "submitFeedbackForm",
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["question", "context", "answer_start", "answer_end", "verdict"],
+            "properties": {"question": {"type": "string"}, "context": {"type": "string"},
+                           "answer_start": {"type": "string"}, "answer_end": {"type": "string"},
+                           "verdict": {"type": "string", "enum": ["correct", "wrong", "unanswerable"]},
+                           "correction_start": {"type": "string"}, "correction_end": {"type": "string"},
+                           "correction_text": {"type": "string", "description": "The right words, found in the "
+                                               "context by the server when no offsets are given."}}}}}},
+        "responses": {"200": page, "413": page, "415": page, "422": page, **common}}}
     document["paths"]["/v1/feedback/{item_id}"] = {
         "delete": {"summary": "Delete one feedback item (a feedback key)", "operationId": "deleteFeedback",
                    "parameters": [{"name": "item_id", "in": "path", "required": True, "schema": {"type": "integer"}}],

@@ -2,7 +2,7 @@
 (serve/settings.py), so `make serve` on a laptop stays open and simple.
 
 - Keys: `Authorization: Bearer <key>` or `X-API-Key: <key>` on the answering routes (POST /v1/...,
-  and the form's POST, which sends the key in a form field). A key in the URL is refused even when
+  and the forms' POSTs, which send the key in a form field). A key in the URL is refused even when
   it is right: URLs end up in logs and browser history. Keys are compared as sha256 digests with
   hmac.compare_digest against every configured key, so the time taken says nothing about how
   much of a key was right or which key matched.
@@ -24,7 +24,9 @@ from serve.settings import Settings
 
 KEY_HEADER = "X-API-Key"
 FORM_KEY_FIELD = "api_key"
-FORM_ENDPOINT = "qa.form"
+# The HTML forms' POST routes: they carry the key in a form field and show a refusal on their page.
+FORM_PATHS = ("/", "/feedback")
+FORM_ENDPOINTS = ("qa.form", "feedback.feedback_form")
 # Query parameters a client might put a key in; any of them is refused.
 URL_KEY_NAMES = frozenset({"api_key", "apikey", "api-key", "key", "access_token", "token"})
 REALM = 'Bearer realm="squad-qa"'
@@ -58,7 +60,7 @@ def needs_key(req: Request, settings: Settings) -> bool:
         return False
     if req.path == "/metrics":
         return settings.metrics_require_key
-    return req.path.startswith("/v1/") or (req.path == "/" and req.method == "POST")
+    return req.path.startswith("/v1/") or (req.path in FORM_PATHS and req.method == "POST")
 
 
 def presented_key(req: Request) -> str | None:
@@ -68,7 +70,7 @@ def presented_key(req: Request) -> str | None:
         return value.strip()
     if req.headers.get(KEY_HEADER):
         return req.headers[KEY_HEADER].strip()
-    if req.path == "/" and req.method == "POST" and req.mimetype in (
+    if req.path in FORM_PATHS and req.method == "POST" and req.mimetype in (
             "application/x-www-form-urlencoded", "multipart/form-data"):
         return req.form.get(FORM_KEY_FIELD, "").strip() or None
     return None
@@ -116,7 +118,7 @@ def install(app: Flask, settings: Settings) -> ApiKeys:
                 key_prefix="squad-qa")
     if keys:
         # The form checks its key itself, so a refusal is shown on the page rather than as JSON.
-        app.before_request(lambda: None if request.endpoint == FORM_ENDPOINT else check_key(keys, settings))
+        app.before_request(lambda: None if request.endpoint in FORM_ENDPOINTS else check_key(keys, settings))
     if settings.cors_origins:
         from flask_cors import CORS
 

@@ -167,3 +167,40 @@ def test_two_gunicorn_workers_writing_at_once_lose_nothing(database, tiny_bert_d
         assert server.process.poll() is None and len(workers) == 2
     rows = [r for r in FeedbackStore(url).items(limit=100_000) if r["id"] not in before]
     assert len(rows) == 320 and len({r["question"] for r in rows}) == 320
+
+
+def form_answer(client) -> dict:
+    """The form page's hidden fields after asking the question (as a browser without JavaScript sees them)."""
+    import re
+
+    page = client.post("/", data={"question": "When was it built?", "context": CONTEXT}).get_data(as_text=True)
+    assert 'id="feedback"' in page and "Not in the text" in page
+    fields = dict(re.findall(r'<input type="hidden" (?:id="\w+" )?name="(\w+)" value="([^"]*)"', page))
+    return {k: v for k, v in fields.items() if k in ("question", "context", "answer_start", "answer_end")}
+
+
+def test_the_form_takes_a_typed_right_answer_without_javascript(client, settings):
+    fields = form_answer(client)
+    page = client.post("/feedback", data={**fields, "verdict": "wrong", "correction_text": "in  1874"})
+    assert page.status_code == 200 and "stored as item" in page.get_data(as_text=True)
+    (row,) = stored(settings)
+    assert row["source"] == "form" and CONTEXT[row["correction_start"]:row["correction_end"]] == "in 1874"
+    assert (row["answer_start"], row["answer_end"]) == (int(fields["answer_start"]), int(fields["answer_end"]))
+
+
+def test_the_form_takes_selected_offsets_and_the_other_verdicts(client, settings):
+    fields = form_answer(client)
+    client.post("/feedback", data={**fields, "verdict": "wrong", "correction_start": "36", "correction_end": "40"})
+    client.post("/feedback", data={**fields, "verdict": "unanswerable", "correction_text": "ignored"})
+    client.post("/feedback", data={**fields, "verdict": "correct"})
+    rows = stored(settings)
+    assert [r["verdict"] for r in rows] == ["wrong", "unanswerable", "correct"]
+    assert CONTEXT[rows[0]["correction_start"]:rows[0]["correction_end"]] == "1874"
+    assert rows[1]["correction_start"] is None
+
+
+def test_a_typed_answer_that_is_not_in_the_text_is_refused_on_the_page(client, settings):
+    fields = form_answer(client)
+    page = client.post("/feedback", data={**fields, "verdict": "wrong", "correction_text": "in 1901"})
+    assert page.status_code == 422 and "must be words of the text" in page.get_data(as_text=True)
+    assert stored(settings) == []

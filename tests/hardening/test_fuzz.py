@@ -54,6 +54,8 @@ FEEDBACK_BUDGET = {
     ("addFeedback", NEGATIVE): 150,
     ("listFeedback", POSITIVE): 30,
     ("deleteFeedback", POSITIVE): 30,
+    ("submitFeedbackForm", POSITIVE): 100,
+    ("submitFeedbackForm", NEGATIVE): 60,
 }
 MIN_REQUESTS = 2_000
 # The service answers 413 (not 422) for a field over its documented length limit: a rejection too.

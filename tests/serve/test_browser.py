@@ -179,3 +179,42 @@ def test_the_api_docs_try_it_out_answers(browser, base_url, tiny_engine, tmp_pat
     out.mkdir(parents=True, exist_ok=True)
     browser.execute_script("arguments[0].scrollIntoView()", operation)
     assert browser.save_screenshot(str(out / "api-docs.png"))
+
+
+@pytest.fixture(scope="module")
+def feedback_url(tiny_engine, tiny_settings, tmp_path_factory):
+    import dataclasses
+
+    database = tmp_path_factory.mktemp("browser-feedback") / "feedback.db"
+    settings = dataclasses.replace(tiny_settings, feedback=True, feedback_url=f"sqlite:///{database}")
+    for url in serve_in_thread(create_app(tiny_engine, settings)):
+        yield url, settings.feedback_url
+
+
+def test_selecting_the_right_words_and_pressing_wrong_stores_their_offsets(browser, feedback_url):
+    from selenium.webdriver.common.by import By
+
+    from feedback.store import FeedbackStore
+
+    url, database = feedback_url
+    context = "Miriam Holt built the Harbor Point lighthouse in 1874 — on the cape 🚀 north of the town."
+    browser.get(url + "/")
+    browser.find_element(By.ID, "question").send_keys("Where is the lighthouse?")
+    browser.execute_script("arguments[0].value = arguments[1]", browser.find_element(By.ID, "context"), context)
+    browser.find_element(By.ID, "ask").click()
+    wait_for(browser, "#feedback")
+    # Select "north of the town" in the highlighted text, as a user would with the mouse.
+    browser.execute_script("""
+        const pre = document.getElementById('highlighted');
+        const walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+        let node; while ((node = walker.nextNode())) {
+          const at = node.data.indexOf('north of the town');
+          if (at >= 0) { const range = document.createRange(); range.setStart(node, at);
+            range.setEnd(node, at + 'north of the town'.length);
+            const selection = document.getSelection(); selection.removeAllRanges(); selection.addRange(range); }
+        }""")
+    browser.find_element(By.ID, "verdict-wrong").click()
+    assert "stored as item" in wait_for(browser, "#feedback-thanks").text
+    (row,) = FeedbackStore(database).items()
+    # Code-point offsets, past the emoji (two UTF-16 units in the browser, one character here).
+    assert context[row["correction_start"]:row["correction_end"]] == "north of the town"
