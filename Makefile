@@ -18,7 +18,7 @@ export SQUAD_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test test-slow lint train recover evaluate calibrate score gate package card tune export export-openvino serve dev track mlflow-ui analyze robustness profile drift bench bench-setup bench-articles bench-documents bench-monitoring parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
+.PHONY: help setup test test-slow lint train recover evaluate calibrate score gate package card tune export export-openvino serve dev track mlflow-ui analyze robustness profile drift feedback-export feedback-import bench bench-setup bench-articles bench-documents bench-monitoring parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
 
 help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -76,6 +76,13 @@ robustness:  ## held-out train articles with a distracting sentence and with the
 
 profile:  ## the model's behaviour over dev, binned as /metrics bins it -> MODEL/reference_profile.json: make profile [MODEL=dir] [BACKEND=]
 	$(PYTHON) -m train.profile --model $(MODEL) --data $(DEV_DATA) --backend $(BACKEND)
+
+FEEDBACK_URL ?= sqlite:///outputs/feedback.db
+feedback-export:  ## stored feedback as SQuAD JSON (answerable) and unanswerable questions -> OUT: make feedback-export [FEEDBACK_URL=] [OUT=outputs/feedback]
+	$(PYTHON) -m feedback.export --url $(FEEDBACK_URL) --out $(if $(filter command line,$(origin OUT)),$(OUT),outputs/feedback)
+
+feedback-import:  ## a Label Studio JSON export (span labels) into the feedback store: make feedback-import FILE=export.json [FEEDBACK_URL=] [QUESTION_FIELD=question] [CONTEXT_FIELD=text]
+	$(PYTHON) -m feedback.label_studio $(FILE) --url $(FEEDBACK_URL) --question-field $(or $(QUESTION_FIELD),question) --context-field $(or $(CONTEXT_FIELD),text)
 
 URL ?= http://127.0.0.1:$(PORT)
 drift:  ## a live server's /metrics against MODEL's reference profile, a PSI verdict per signal (exit 1 on drift): make drift [URL=] [MODEL=dir] [INTERVAL=s]
