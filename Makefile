@@ -18,7 +18,7 @@ export SQUAD_DIR
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: help setup test test-slow lint train recover evaluate calibrate score gate package card tune export export-openvino serve dev track mlflow-ui analyze robustness profile drift feedback-export feedback-import bench bench-setup bench-articles bench-documents bench-monitoring parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
+.PHONY: help setup test test-slow lint train recover evaluate calibrate score gate package card tune export export-openvino serve dev track mlflow-ui analyze robustness profile drift feedback-export feedback-import adapt bench bench-setup bench-articles bench-documents bench-monitoring parity loadtest docker-build docker-smoke docker-stop delivery-lint audit clean
 
 help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ feedback-export:  ## stored feedback as SQuAD JSON (answerable) and unanswerable
 
 feedback-import:  ## a Label Studio JSON export (span labels) into the feedback store: make feedback-import FILE=export.json [FEEDBACK_URL=] [QUESTION_FIELD=question] [CONTEXT_FIELD=text]
 	$(PYTHON) -m feedback.label_studio $(FILE) --url $(FEEDBACK_URL) --question-field $(or $(QUESTION_FIELD),question) --context-field $(or $(CONTEXT_FIELD),text)
+
+adapt:  ## fine-tune the champion on a domain with SQuAD replayed, judged on DEV (better beyond noise) and SQuAD dev (drop <= 1.0): make adapt DATA=domain.json DEV=domain-dev.json [CONFIG=configs/adapt.yaml] [CHAMPION=] [OUT=dir] [RESUME=1] [MAX_MINUTES=n]
+	$(PYTHON) -m train.adapt --config $(if $(filter command line environment,$(origin CONFIG)),$(CONFIG),configs/adapt.yaml) --data $(DATA) --dev $(DEV) $(if $(CHAMPION),--champion $(CHAMPION)) $(if $(filter command line,$(origin OUT)),--out $(OUT)) $(if $(RESUME),--resume) $(if $(MAX_MINUTES),--max-minutes $(MAX_MINUTES))
 
 URL ?= http://127.0.0.1:$(PORT)
 drift:  ## a live server's /metrics against MODEL's reference profile, a PSI verdict per signal (exit 1 on drift): make drift [URL=] [MODEL=dir] [INTERVAL=s]

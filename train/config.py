@@ -72,10 +72,19 @@ class DataConfig:
     # Seeded share of train questions whose paragraph gets a distracting sentence from another
     # paragraph of the article; these replace the originals (train/hard_examples.py).
     distractor_fraction: float = 0.0
+    # Domain adaptation (make adapt): SQuAD questions replayed beside the domain's, so the model does
+    # not forget; replay_fraction SQuAD questions per domain question, a seeded sample of replay_file
+    # less the held-out articles.
+    replay_file: str | None = None
+    replay_fraction: float = 0.0
 
     def validate(self, source: str) -> None:
         if not self.dataset_name and not (self.train_file and self.validation_file):
             raise ConfigError(source, "data", "set train_file and validation_file, or dataset_name")
+        if self.replay_fraction < 0:
+            raise ConfigError(source, "data.replay_fraction", f"must be 0 or more, got {self.replay_fraction}")
+        if self.replay_fraction and not self.replay_file:
+            raise ConfigError(source, "data.replay_file", "not set, but replay_fraction is")
         for name in ("heldout_article_fraction", "unanswerable_fraction", "answer_removed_fraction",
                      "distractor_fraction"):
             value = getattr(self, name)
@@ -183,6 +192,21 @@ class TrackingConfig:
 
 
 @dataclass
+class AdaptConfig:
+    """The second verdict of `make adapt`: the adapted model on SQuAD dev against the champion."""
+
+    squad_validation_file: str = "${SQUAD_DIR}/dev-v1.1.json.gz"
+    # SQuAD dev F1 may fall at most this far below the champion's (points).
+    max_squad_f1_drop: float = 1.0
+    # The backend both verdicts are measured on (the champion's too).
+    backend: str = "torch"
+
+    def validate(self, source: str) -> None:
+        if self.max_squad_f1_drop < 0:
+            raise ConfigError(source, "adapt.max_squad_f1_drop", f"must be 0 or more, got {self.max_squad_f1_drop}")
+
+
+@dataclass
 class TuneConfig:
     """Search space and budget for `make tune` (Trainer.hyperparameter_search with Optuna)."""
 
@@ -216,6 +240,7 @@ class ExperimentConfig:
     preprocessing: InferenceParams = field(default_factory=InferenceParams)
     tune: TuneConfig = field(default_factory=TuneConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
     # Where the config was read from; not a YAML key.
     source: str = field(default="<memory>", metadata={"internal": True})
 
@@ -262,7 +287,8 @@ def model_config(model_dir: str | Path, override: str | Path | None = None) -> E
 def config_from_dict(raw: Any, source: str = "<memory>") -> ExperimentConfig:
     config = _build(ExperimentConfig, raw, source, "")
     config.source = source
-    for section in (config.model, config.data, config.training, config.gate, config.tune, config.tracking):
+    for section in (config.model, config.data, config.training, config.gate, config.tune, config.tracking,
+                    config.adapt):
         section.validate(source)
     try:
         config.preprocessing.validate()

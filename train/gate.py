@@ -190,13 +190,14 @@ def gate_model(
     limit: int | None = None,
     reference_metrics: str | Path | None = None,
     champion: str | None = None,
+    config: ExperimentConfig | None = None,
 ) -> GateResult:
     """Judge MODEL_DIR: scores from `metrics_file` (with the predictions.json beside it), or from
     evaluating it now on `data` (default: the config's validation file and max_eval_examples); an
     int8 score is also compared with the fp32 metrics.json of the directory (or `reference_metrics`),
     and every score with the champion's on the same questions (`champion`, else the registry's)."""
     model_dir = Path(model_dir)
-    config = model_config(model_dir, config_file)
+    config = config or model_config(model_dir, config_file)
     predictions = None
     if metrics_file:
         metrics = json.loads(Path(metrics_file).read_text(encoding="utf-8"))
@@ -224,23 +225,27 @@ def gate_model(
     found = find_champion(model_dir, config, champion) if config.gate.champion != "off" else None
     difference = None
     if found is not None:
-        if predictions is None:
-            raise ValueError(f"comparing with the champion needs the challenger's predictions: no {PREDICTIONS_FILE} "
-                             f"beside {metrics_file}; gate with --data, or --champion none")
+        if predictions is None:  # a packaged model keeps no predictions (they quote dev): answer again
+            from train.evaluate import evaluate_model
+
+            if not metrics.get("data_file") or not Path(metrics["data_file"]).is_file():
+                raise ValueError(f"{metrics_file} names no data file the champion could be compared on")
+            predictions, _ = evaluate_model(model_dir, metrics["data_file"], str(metrics["backend"]),
+                                            metrics.get("limit"))
         difference = compare_with_champion(found, predictions, metrics)
         checks += champion_checks(config, difference)
     return GateResult(all(c.passed for c in checks), checks, metrics, config, found, difference)
 
 
-def record_gate(model_dir: str | Path, result: GateResult) -> None:
-    """Adds the verdict to DIR/gate.json; an ONNX verdict is tied to the graph's bytes
-    (qa.backends.int8_gate_passed serves int8 only while they match)."""
+def record_gate(model_dir: str | Path, result: GateResult, key: str | None = None) -> None:
+    """Adds the verdict to DIR/gate.json under `key` (default: the backend); an ONNX verdict is tied
+    to the graph's bytes (qa.backends.int8_gate_passed serves int8 only while they match)."""
     model_dir = Path(model_dir)
     record = result.record()
     graph = model_dir / GRAPH_FILES.get(str(record["backend"]), "-")
     if graph.is_file():
         record["graph_sha256"] = graph_sha256(graph)
-    write_gate_record(model_dir, str(record["backend"]), record)
+    write_gate_record(model_dir, key or str(record["backend"]), record)
 
 
 def promote(model_dir: str | Path, result: GateResult) -> None:

@@ -91,6 +91,7 @@ class TrainData:
     answer_removed_skipped: int = 0
     distractors: int = 0
     distractors_skipped: int = 0
+    replayed: int = 0
 
 
 def load_data(config: ExperimentConfig) -> TrainData:
@@ -107,6 +108,7 @@ def load_data(config: ExperimentConfig) -> TrainData:
         kept, heldout, titles = hold_out_titles(train_examples, titles)
     else:
         kept, heldout, titles = split_heldout_articles(train_examples, d.heldout_article_fraction, seed)
+    replayed = replay_sample(d.replay_file, titles, round(d.replay_fraction * len(kept)), seed) if d.replay_file else []
     unanswerable, without_partner = pair_unanswerable(kept, d.unanswerable_fraction, seed)
     removed = answer_removed_twins(kept, d.answer_removed_fraction, seed + 1)
     distracted = with_distractors(kept, d.distractor_fraction, seed + 2)
@@ -124,9 +126,19 @@ def load_data(config: ExperimentConfig) -> TrainData:
     if d.distractor_fraction:
         logger.info("questions with a distracting sentence: %d (%d drawn had no candidate sentence)",
                     len(distracted.examples), distracted.skipped)
-    return TrainData(kept + unanswerable + removed.examples, eval_examples, titles, len(heldout), len(unanswerable),
-                     without_partner, len(removed.examples), removed.skipped, len(distracted.examples),
-                     distracted.skipped)
+    if replayed:
+        logger.info("replayed %d questions of %s beside %d of the domain", len(replayed), d.replay_file, len(kept))
+    return TrainData(kept + unanswerable + removed.examples + replayed, eval_examples, titles, len(heldout),
+                     len(unanswerable), without_partner, len(removed.examples), removed.skipped,
+                     len(distracted.examples), distracted.skipped, len(replayed))
+
+
+def replay_sample(replay_file: str, heldout_titles: list[str], count: int, seed: int) -> list:
+    """A seeded sample of `count` questions of replay_file, none from the held-out articles."""
+    import random
+
+    pool = [e for e in load_split(replay_file, None, "train", None) if e.title not in set(heldout_titles)]
+    return random.Random(seed).sample(pool, min(count, len(pool)))
 
 
 def read_heldout_titles(path: str) -> list[str]:
@@ -312,6 +324,7 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
             "answer_removed_skipped": data.answer_removed_skipped,
             "distractor_examples": data.distractors,
             "distractor_skipped": data.distractors_skipped,
+            "replayed_examples": data.replayed,
             "cpu_bf16": bool(trainer.args.bf16 and not torch.cuda.is_available()),
             "heldout_articles": len(data.heldout_titles),
             "heldout_questions": data.heldout_questions,
