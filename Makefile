@@ -53,7 +53,7 @@ test-slow:  ## the slow tier, offline (~11 min on 2 cores): training runs, long 
 	HF_HUB_OFFLINE=1 $(PYTHON) -m pytest -q -m slow
 
 lint:  ## static checks (ruff; docs and comments name no work session or issue; make delivery-lint covers the Dockerfile, workflow and manifests)
-	$(PYTHON) -m ruff check qa serve train tests bench tools docker
+	$(PYTHON) -m ruff check qa feedback serve train tests bench tools docker
 	$(PYTHON) tools/check_wording.py
 
 train:  ## fine-tune: make train CONFIG=configs/smoke.yaml [RESUME=1] [MAX_MINUTES=n]
