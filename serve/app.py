@@ -42,10 +42,10 @@ from serve.batching import BatcherClosed
 from serve.feedback_routes import install as install_feedback
 from serve.metrics import ModelBehaviour, ServiceMetrics
 from serve.openapi import openapi_document
-from serve.pages import form_page
+from serve.pages import check_form_post, form_page
 from serve.prediction_log import PredictionLog
 from serve.schema import AnswerRequest, ApiError, json_type, parse_item, parse_json_body, parse_pipeline_request
-from serve.security import ApiKeys, check_key
+from serve.security import ApiKeys
 from serve.security import install as install_security
 from serve.settings import Settings
 
@@ -417,10 +417,7 @@ def form() -> tuple[str, int]:
         return render_template("index.html", **page), 200
     status = 200
     try:
-        if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            raise ApiError(415, "unsupported_media_type", "the form must be posted as a web form")
-        if state.keys:
-            check_key(state.keys, state.settings)
+        check_form_post(state)
         fields: dict[str, Any] = {k: request.form[k] for k in ("question", "context") if k in request.form}
         page["question"] = fields.get("question", "")
         page["context"] = fields.get("context", "")

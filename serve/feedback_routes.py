@@ -22,9 +22,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
 
 from feedback.store import VERDICTS, FeedbackError, FeedbackItem, FeedbackStore
-from serve.pages import form_page
+from serve.pages import check_form_post, form_page
 from serve.schema import ApiError, TextField, json_type, parse_json_body
-from serve.security import ApiKeys, check_key, presented_key
+from serve.security import ApiKeys, presented_key
 
 feedback_routes = Blueprint("feedback", __name__)
 
@@ -154,10 +154,7 @@ def feedback_form() -> tuple[str, int]:
     page = form_page(state, question=request.form.get("question", ""), context=request.form.get("context", ""))
     status = 200
     try:
-        if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
-            raise ApiError(415, "unsupported_media_type", "the form must be posted as a web form")
-        if state.keys:
-            check_key(state.keys, state.settings)
+        check_form_post(state)
         item = parse_form_feedback(request.form, state.settings, state.info, g.get("request_id", ""))
         item_id = _store().add(item)
         state.metrics.feedback.labels(item.verdict).inc()

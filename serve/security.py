@@ -27,6 +27,7 @@ FORM_KEY_FIELD = "api_key"
 # The HTML forms' POST routes: they carry the key in a form field and show a refusal on their page.
 FORM_PATHS = ("/", "/feedback")
 FORM_ENDPOINTS = ("qa.form", "feedback.feedback_form")
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Query parameters a client might put a key in; any of them is refused.
 URL_KEY_NAMES = frozenset({"api_key", "apikey", "api-key", "key", "access_token", "token"})
 REALM = 'Bearer realm="squad-qa"'
@@ -70,8 +71,7 @@ def presented_key(req: Request) -> str | None:
         return value.strip()
     if req.headers.get(KEY_HEADER):
         return req.headers[KEY_HEADER].strip()
-    if req.path in FORM_PATHS and req.method == "POST" and req.mimetype in (
-            "application/x-www-form-urlencoded", "multipart/form-data"):
+    if req.path in FORM_PATHS and req.method == "POST" and req.mimetype in FORM_TYPES:
         return req.form.get(FORM_KEY_FIELD, "").strip() or None
     return None
 
