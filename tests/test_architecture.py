@@ -102,3 +102,23 @@ def test_the_image_stages_copy_what_their_code_imports():
     assert reach("qa.backends") | reach("qa.model_dir") <= exporter  # docker/prune_model.py imports these
     assert all(f"COPY {p}/ /app/{p}/" in dockerfile for p in ("qa", "feedback", "serve"))
     assert all(m.split(".")[0] in ("qa", "feedback", "serve") for m in reach("serve.wsgi"))
+
+
+def test_every_copied_path_is_in_the_docker_build_context():
+    """.dockerignore lets in only what it names: a COPY of anything else fails the image build."""
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text(encoding="utf-8")
+    allowed = [line[1:].strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.startswith("!")]
+    missing = []
+    for line in dockerfile.splitlines():
+        words = line.split()
+        if not words or words[0] != "COPY" or any(w.startswith("--from") for w in words):
+            continue
+        sources = [w for w in words[1:-1] if not w.startswith("--")]
+        for source in sources:
+            if "$" in source:  # the model directory: docker/build.sh stages it under an allowed path
+                continue
+            path = source.rstrip("/")
+            if not any(path == a or path.startswith(a + "/") for a in allowed):
+                missing.append(path)
+    assert missing == [], f"COPY'd but excluded by .dockerignore: {missing}"
