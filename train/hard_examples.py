@@ -96,25 +96,29 @@ def answer_removed_twins(examples: Sequence[SquadExample], fraction: float, seed
     return Built(twins, len(drawn), len(drawn) - len(twins))
 
 
-def article_sentences(examples: Sequence[SquadExample]) -> dict[str, list[tuple[str, str]]]:
-    """Title -> (paragraph, sentence) for every sentence of every paragraph of the article."""
+def article_sentences(examples: Sequence[SquadExample]) -> dict[str, list[tuple[str, str, frozenset[str]]]]:
+    """Title -> (paragraph, sentence, its BM25 words) for every sentence of every paragraph of the article."""
     by_title: dict[str, dict[str, None]] = {}
     for e in examples:
         by_title.setdefault(e.title, {})[e.context] = None
-    return {title: [(paragraph, paragraph[start:end].strip()) for paragraph in paragraphs
-                    for start, end in sentence_spans(paragraph)]
+    return {title: [(paragraph, sentence, words_of(sentence)) for paragraph in paragraphs
+                    for start, end in sentence_spans(paragraph) if (sentence := paragraph[start:end].strip())]
             for title, paragraphs in by_title.items()}
 
 
-def best_distractor(example: SquadExample, candidates: Sequence[tuple[str, str]]) -> str | None:
+def words_of(text: str) -> frozenset[str]:
+    return frozenset(word for _, word in bm25_words(text))
+
+
+def best_distractor(example: SquadExample, candidates: Sequence[tuple[str, str, frozenset[str]]]) -> str | None:
     """The sentence of another paragraph sharing the most words with the question (at least
     MIN_SHARED_WORDS) and holding none of its answers; ties go to the first in the article."""
-    question_words = {word for _, word in bm25_words(example.question)}
+    question_words = words_of(example.question)
     best, best_shared = None, MIN_SHARED_WORDS - 1
-    for paragraph, sentence in candidates:
-        if paragraph == example.context or not sentence:
+    for paragraph, sentence, words in candidates:
+        if paragraph == example.context:
             continue
-        shared = len(question_words & {word for _, word in bm25_words(sentence)})
+        shared = len(question_words & words)
         if shared > best_shared and not _holds_an_answer(sentence, example):
             best, best_shared = sentence, shared
     return best

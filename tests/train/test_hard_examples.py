@@ -16,6 +16,7 @@ from train.hard_examples import (
     remove_answer_sentences,
     sentence_spans,
     with_distractors,
+    words_of,
 )
 
 PARAGRAPH = ("Dr. Ada Lovelace was born in London in 1815. She worked with Charles Babbage on the "
@@ -73,9 +74,9 @@ def test_answer_removed_twins_are_seeded_unanswerable_and_counted():
 
 def test_distractor_is_the_most_question_like_sentence_of_another_paragraph():
     e = example("Where was Ada Lovelace born?", "London")
-    candidates = [(PARAGRAPH, "Ada Lovelace was born in London in 1815."),  # own paragraph: never
-                  (OTHER, "The Analytical Engine was never finished."),
-                  (OTHER, "Lovelace's father, Lord Byron, was born in London in 1788.")]  # holds the answer
+    candidates = [(PARAGRAPH, s, words_of(s)) for s in ["Ada Lovelace was born in London in 1815."]]  # own: never
+    candidates += [(OTHER, s, words_of(s)) for s in ["The Analytical Engine was never finished.",
+                                                     "Lovelace's father, Lord Byron, was born in London in 1788."]]
     assert best_distractor(e, candidates) is None
     e2 = example("In which year was Ada Lovelace born?", "1815")
     assert best_distractor(e2, candidates) == "Lovelace's father, Lord Byron, was born in London in 1788."
@@ -83,7 +84,8 @@ def test_distractor_is_the_most_question_like_sentence_of_another_paragraph():
 
 def test_a_sentence_sharing_too_few_words_is_no_distractor():
     e = example("Who wrote the first algorithm?", "Ada Lovelace")
-    assert best_distractor(e, [(OTHER, "The Analytical Engine was never finished.")]) is None
+    sentence = "The Analytical Engine was never finished."
+    assert best_distractor(e, [(OTHER, sentence, words_of(sentence))]) is None
 
 
 @pytest.mark.parametrize("seed", range(8))
