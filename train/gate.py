@@ -222,7 +222,9 @@ def gate_model(
         same_questions(metrics, reference, reference_metrics)
         reference_f1 = float(reference["f1"])
     checks = checks_for(config, metrics, reference_f1)
-    found = find_champion(model_dir, config, champion) if config.gate.champion != "off" else None
+    # A drop bound compares with the champion even when the bootstrap rule is off.
+    compares = config.gate.champion != "off" or config.gate.max_f1_drop_vs_champion is not None
+    found = find_champion(model_dir, config, champion) if compares else None
     difference = None
     if found is not None:
         if predictions is None:  # a packaged model keeps no predictions (they quote dev): answer again

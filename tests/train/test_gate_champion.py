@@ -57,7 +57,7 @@ def champion_predictions(fixtures_dir):
     return evaluate_model(SHIPPED, fixtures_dir / "tiny_squad.json", "torch", show_progress=False)
 
 
-def challenger(tmp_path: Path, fixtures_dir: Path, predictions: dict, rule: str) -> tuple[Path, Path]:
+def challenger(tmp_path: Path, fixtures_dir: Path, predictions: dict, rule: str, extra: str = "") -> tuple[Path, Path]:
     """A directory that claims `predictions` on the fixture (its metrics.json and predictions.json), and
     a config with zero thresholds, so only the champion comparison can refuse it."""
     from train.data import references
@@ -74,7 +74,7 @@ def challenger(tmp_path: Path, fixtures_dir: Path, predictions: dict, rule: str)
     config.write_text(f"model: {{name_or_path: {SHIPPED}}}\n"
                       f"data: {{train_file: {data}, validation_file: {data}}}\n"
                       f"training: {{output_dir: {directory}}}\n"
-                      f"gate: {{exact_match: 0.0, f1: 0.0, champion: {rule}}}\n")
+                      f"gate: {{exact_match: 0.0, f1: 0.0, champion: {rule}{extra}}}\n")
     return directory, config
 
 
@@ -104,6 +104,20 @@ def test_the_champions_own_answers_are_not_worse_but_not_better(tmp_path, fixtur
     directory, config = challenger(tmp_path / "b", fixtures_dir, predictions, "better")
     result = gate(directory, config, SHIPPED)
     assert result.returncode == 1 and "f1_vs_champion_ci_low" in result.stdout
+
+
+def test_a_drop_bound_compares_with_the_champion_even_with_the_bootstrap_rule_off(tmp_path, fixtures_dir,
+                                                                                 champion_predictions):
+    predictions, _ = champion_predictions
+    first = next(iter(predictions))
+    slightly_worse = {**predictions, first: ""}  # one question of the fixture lost: a drop of a few F1 points
+    bound = ", max_f1_drop_vs_champion: 0.5"
+    directory, config = challenger(tmp_path, fixtures_dir, slightly_worse, '"off"', bound)
+    result = gate(directory, config, SHIPPED)
+    assert result.returncode == 1 and "f1_drop_vs_champion" in result.stdout, result.stdout + result.stderr
+    directory, config = challenger(tmp_path / "b", fixtures_dir, predictions, '"off"', bound)
+    result = gate(directory, config, SHIPPED)
+    assert result.returncode == 0 and "f1_drop_vs_champion" in result.stdout, result.stdout + result.stderr
 
 
 def test_gold_answers_are_better_beyond_noise(tmp_path, fixtures_dir, champion_predictions, tiny_bert_dir):
