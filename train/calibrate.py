@@ -1,6 +1,7 @@
 """Calibrate the no-answer threshold of a model and measure abstention.
 
-    python -m train.calibrate --model DIR [--parts served,v2,wrong,v1] [--limit N] [--backend B]
+    python -m train.calibrate --model DIR [--parts served,v2,wrong,v1] [--rule own-cap|on-topic]
+                              [--limit N] [--backend B]
 
 Every figure comes from one pass of the served decoder per (question, context) pair: with the null
 candidate always ranked first (a threshold below any margin), `margin = null logit - best span logit`, and the
@@ -10,8 +11,11 @@ threshold below is applied to the same margins the service computes.
 Parts (all by default):
 - served: the threshold written to DIR/qa.json, chosen on the train articles the run held out
   (DIR/heldout_articles.json), never on dev. Their questions are paired with their own paragraph and
-  with a paragraph of another held-out article. Rule: the lowest threshold at which at most 1 % of
-  own-paragraph questions abstain; it abstains on as many wrong-context questions as that allows.
+  with a paragraph of another held-out article. Rule (--rule): own-cap (default), the lowest threshold
+  at which at most 1 % of own-paragraph questions abstain, abstaining on as many wrong-context
+  questions as that allows; or on-topic, for models trained on answer-removed windows: the best
+  SQuAD 2.0 F1 over own-paragraph plus answer-removed pairs, with the own-paragraph F1 it gives up
+  capped, and never above the own-cap threshold.
 - v2: SQuAD 2.0 dev split by article into seeded halves; the threshold that maximises F1 on one half
   (the official best_f1 search) is scored on the other (EM, F1, HasAns, NoAns), as is the served one.
 - wrong: every v1.1 dev question paired with a paragraph of another article; abstention rate.
@@ -43,7 +47,13 @@ from train.metrics.squad_v1 import compute_score
 from train.metrics.squad_v2 import compute_score_v2
 
 PARTS = ("served", "v2", "wrong", "v1")
-MAX_OWN_ABSTENTION = 0.01  # the served rule: at most 1 % of right-document questions abstain
+MAX_OWN_ABSTENTION = 0.01  # the own-cap rule: at most 1 % of right-document questions abstain
+MAX_OWN_F1_LOSS = 0.5  # the on-topic rule: abstention may cost at most this many points of held-out F1
+RULES = {
+    "own-cap": f"lowest threshold with own-paragraph abstention <= {100 * MAX_OWN_ABSTENTION:g} %",
+    "on-topic": (f"best F1 over own-paragraph plus answer-removed held-out questions, own-paragraph F1 lost to "
+                 f"abstention <= {MAX_OWN_F1_LOSS:g} points, threshold <= the own-cap rule's"),
+}
 DEFAULT_V2_FILE = "${SQUAD_DIR}/dev-v2.0-reconstructed.json.gz"
 SEED = 13
 BELOW_ANY_MARGIN = -1e30  # logits are O(10); qa.json thresholds must be finite
@@ -88,6 +98,17 @@ def lowest_threshold_within(own_margins: np.ndarray, max_rate: float = MAX_OWN_A
     return float(finite[len(finite) - allowed - 1]) if allowed < len(finite) else -math.inf
 
 
+def lowest_threshold_losing_at_most(own_margins: np.ndarray, own_f1: np.ndarray, max_loss: float) -> float:
+    """The lowest threshold t at which abstaining on the own-paragraph questions with margin > t gives
+    up at most `max_loss` points (of 100) of their F1 (`own_f1`: each one's span F1 in [0, 1])."""
+    order = np.argsort(own_margins)
+    margins, above = own_margins[order], np.concatenate([np.cumsum(own_f1[order][::-1])[::-1], [0.0]])
+    candidates = np.unique(margins[np.isfinite(margins)])
+    lost = 100.0 * above[np.searchsorted(margins, candidates, side="right")] / len(own_margins)
+    allowed = candidates[lost <= max_loss + 1e-9]
+    return float(allowed[0]) if len(allowed) else math.inf
+
+
 def best_f1_threshold(own_margins: np.ndarray, own_f1: np.ndarray, removed_margins: np.ndarray,
                       lowest: float = -math.inf) -> tuple[float, float]:
     """(threshold, F1 in %) maximising SQuAD 2.0 F1 over answerable pairs (own paragraph; `own_f1` is
@@ -129,7 +150,26 @@ def rate(mask: np.ndarray) -> float:
     return round(100.0 * float(mask.mean()), 2) if len(mask) else float("nan")
 
 
-def calibrate_served(engine: QAEngine, model_dir: Path, train_file: str, limit: int | None) -> dict:
+def on_topic_threshold(own: Scored, own_f1: np.ndarray, removed: Scored) -> tuple[float, dict]:
+    """The on-topic rule: the threshold with the best SQuAD 2.0 F1 over the held-out questions on their
+    own paragraph plus the same questions with their answer sentences removed, among thresholds that
+    give up at most MAX_OWN_F1_LOSS points of own-paragraph F1, and never above the own-cap rule's
+    threshold (so wrong-context abstention stays at least where that rule puts it)."""
+    ceiling = lowest_threshold_within(own.margins)
+    floor = min(lowest_threshold_losing_at_most(own.margins, own_f1, MAX_OWN_F1_LOSS), ceiling)
+    best, f1 = best_f1_threshold(own.margins, own_f1, removed.margins, lowest=floor)
+    threshold = min(best, ceiling)
+    answered = ~own.abstains(threshold)
+    figures = {"own_plus_removed_f1": round(100.0 * (own_f1[answered].sum() + removed.abstains(threshold).sum())
+                                            / (len(own_f1) + len(removed.margins)), 2),
+               "own_f1_lost": round(100.0 * float(own_f1[~answered].sum()) / len(own_f1), 2),
+               "answer_removed_questions": len(removed.margins),
+               "answer_removed_abstention_pct": rate(removed.abstains(threshold))}
+    return threshold, figures
+
+
+def calibrate_served(engine: QAEngine, model_dir: Path, train_file: str, limit: int | None,
+                     rule: str = "own-cap") -> dict:
     heldout = json.loads((model_dir / HELDOUT_FILE).read_text(encoding="utf-8"))
     titles = set(heldout["titles"])
     examples = [e for e in load_squad(train_file) if e.title in titles][:limit]
@@ -141,9 +181,20 @@ def calibrate_served(engine: QAEngine, model_dir: Path, train_file: str, limit: 
     if not math.isfinite(threshold):
         raise ValueError(f"no finite threshold: more than {100 * MAX_OWN_ABSTENTION:g} % of the held-out questions "
                          "have no valid span in their own paragraph")
+    extra: dict = {}
+    if rule == "on-topic":
+        from train.hard_examples import remove_answer_sentences
+        from train.metrics.squad_v1 import f1_score
+
+        pairs = [(e, c) for e in examples if (c := remove_answer_sentences(e)) is not None]
+        removed = score_pairs(engine, [e.question for e, _ in pairs], [c for _, c in pairs], "held-out, removed")
+        own_f1 = np.array([max(f1_score(span, gold) for gold in e.answer_texts) if span else 0.0
+                           for e, span in zip(examples, own.spans)])
+        threshold, extra = on_topic_threshold(own, own_f1, removed)
     return {
         "null_threshold": threshold,
-        "rule": f"lowest threshold with own-paragraph abstention <= {100 * MAX_OWN_ABSTENTION:g} %",
+        "rule": RULES[rule],
+        **extra,
         "questions": len(examples),
         "articles": len({e.title for e in examples}),
         "own_abstention_pct": rate(own.abstains(threshold)),
@@ -202,9 +253,11 @@ def v1_on_off(engine: QAEngine, dev_file: str, served: float, limit: int | None)
 
 
 def calibrate(model_dir: str | Path, parts: Sequence[str] = PARTS, backend: str = "auto", limit: int | None = None,
-              v2_file: str | None = None, dev_file: str | None = None) -> dict:
+              v2_file: str | None = None, dev_file: str | None = None, rule: str = "own-cap") -> dict:
     """Runs the parts, writes DIR/calibration.json (and the served threshold into DIR/qa.json)."""
     model_dir = Path(model_dir)
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; choose from {', '.join(RULES)}")
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         raise ValueError(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
@@ -215,7 +268,7 @@ def calibrate(model_dir: str | Path, parts: Sequence[str] = PARTS, backend: str 
     if "served" in parts:
         if not config.data.train_file:
             raise ConfigError(config.source, "data.train_file", "not set: the held-out articles come from it")
-        report["served"] = calibrate_served(engine, model_dir, config.data.train_file, limit)
+        report["served"] = calibrate_served(engine, model_dir, config.data.train_file, limit, rule)
         served = report["served"]["null_threshold"]
         engine.params = replace(engine.params, null_threshold=served)
     report["null_threshold"] = served
@@ -250,11 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=positive_int, default=None, help="first N questions of each set (a quick look)")
     parser.add_argument("--v2-data", help=f"SQuAD 2.0 dev file (default {DEFAULT_V2_FILE})")
     parser.add_argument("--dev-data", help="SQuAD v1.1 dev file (default: the config's validation file)")
+    parser.add_argument("--rule", default="own-cap", choices=sorted(RULES), help="how the served threshold is chosen")
     args = parser.parse_args(argv)
 
     def stage() -> None:
         report = calibrate(args.model, [p.strip() for p in args.parts.split(",") if p.strip()], args.backend,
-                           args.limit, args.v2_data, args.dev_data)
+                           args.limit, args.v2_data, args.dev_data, args.rule)
         print(json.dumps(report, indent=2))
 
     return run_stage(stage, (ConfigError, ModelLoadError, SquadFormatError, ValueError, OSError, KeyError))

@@ -106,3 +106,34 @@ def test_best_f1_threshold_against_a_brute_force_search():
         assert threshold >= lowest
         assert f1 == pytest.approx(max(f1_at(t) for t in grid), abs=0.01)
         assert f1 == pytest.approx(f1_at(threshold), abs=0.01)
+
+
+def test_the_f1_loss_floor_against_a_brute_force_search():
+    import numpy as np
+
+    from train.calibrate import lowest_threshold_losing_at_most
+
+    rng = np.random.default_rng(1)
+    own = np.concatenate([rng.normal(-4, 3, 400), [np.inf]])  # one question with no valid span
+    own_f1 = np.concatenate([rng.uniform(0, 1, 400), [0.0]])
+    for budget in (0.0, 0.5, 2.0):
+        t = lowest_threshold_losing_at_most(own, own_f1, budget)
+        lost = 100 * own_f1[own > t].sum() / len(own)
+        assert lost <= budget + 1e-9
+        lower = own[np.isfinite(own) & (own < t)]
+        if len(lower):  # the next lower threshold would cost more than the budget
+            assert 100 * own_f1[own > lower.max()].sum() / len(own) > budget
+
+
+def test_the_on_topic_rule_never_rises_above_the_own_cap_threshold():
+    import numpy as np
+
+    from train.calibrate import Scored, lowest_threshold_within, on_topic_threshold
+
+    rng = np.random.default_rng(2)
+    own = Scored([""] * 500, rng.normal(-4, 3, 500))
+    for removed_mean in (-10.0, 6.0):  # negatives that look answerable, and ones that are easy to refuse
+        removed = Scored([""] * 300, rng.normal(removed_mean, 2, 300))
+        threshold, figures = on_topic_threshold(own, rng.uniform(0.5, 1, 500), removed)
+        assert threshold <= lowest_threshold_within(own.margins)
+        assert figures["own_f1_lost"] <= 0.5 or threshold == lowest_threshold_within(own.margins)
