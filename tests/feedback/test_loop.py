@@ -100,6 +100,12 @@ def test_feedback_export_adapt_promote_and_serve(tmp_path, fixtures_dir):
     records = json.loads((tmp_path / "adapted" / "gate.json").read_text())
     assert records["adapt-domain"]["passed"] and records["adapt-squad"]["passed"]
     assert records["adapt-domain"]["champion"]["champion"] == str(champion.resolve())
+    assert records["adapt-squad"]["champion"] is not None  # the SQuAD verdict compared with the champion too
+    assert any(c["metric"] == "f1_drop_vs_champion" for c in records["adapt-squad"]["checks"])
+    assert run(env, "train.card", "--model", str(tmp_path / "adapted")).returncode == 0
+    card = (tmp_path / "adapted" / "README.md").read_text()
+    assert "## Adaptation verdicts" in card and "adapted by `make adapt`" in card
+    assert card.count("| passed |") >= 2 and "| nan |" not in card
 
     # The registry's champion is now the adapted model, whose parent is the first champion; served, it
     # answers the questions the users corrected.
