@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from qa.model_dir import HELDOUT_FILE, METRICS_FILE, SHIPPED_MODEL_DIR
+from qa.model_dir import HELDOUT_FILE, METRICS_FILE, SHIPPED_MODEL_DIR, WEIGHTS_FILE
 from train.cli import EXIT_OK, EXIT_REFUSED, run_stage
 from train.config import ConfigError, ExperimentConfig, GateConfig, expand_env, load_config
 from train.data import SquadFormatError
@@ -75,6 +75,35 @@ def adapted_config(base: ExperimentConfig, champion: Champion, data: str, dev: s
     return load_config(path)
 
 
+def mix_with_champion(out: Path, champion: Path, share: float, data: str, backend: str) -> dict:
+    """Weight-space ensemble: OUT's weights become (1 - share) * OUT's + share * the champion's (in
+    float32), and OUT/metrics.json is scored again on `data`. Done once: the metrics record it."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    from train.evaluate import evaluate_model
+
+    metrics_file = out / METRICS_FILE
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    if "weight_ensemble" in metrics:
+        return metrics
+    adapted, theirs = load_file(out / WEIGHTS_FILE), load_file(champion / WEIGHTS_FILE)
+    if adapted.keys() != theirs.keys() or any(adapted[k].shape != theirs[k].shape for k in adapted):
+        raise ValueError(f"adapt.champion_weight_share: {champion / WEIGHTS_FILE} does not hold the same tensors "
+                         f"as {out / WEIGHTS_FILE}")
+    mixed = {k: ((1.0 - share) * v.astype(np.float32) + share * theirs[k].astype(np.float32)).astype(v.dtype)
+             if v.dtype.kind == "f" else v for k, v in adapted.items()}
+    save_file(mixed, str(out / WEIGHTS_FILE), metadata={"format": "pt"})
+    _, scores = evaluate_model(out, data, backend)
+    before = {k: metrics[k] for k in ("exact_match", "f1")}
+    metrics.update({k: scores[k] for k in ("exact_match", "f1", "questions", "elapsed_s", "backend")})
+    metrics["weight_ensemble"] = {"champion": str(champion), "champion_share": share, "before": before}
+    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    print(f"weights mixed with the champion's (share {share:g}): {data} F1 {before['f1']:.2f} -> "
+          f"{scores['f1']:.2f}", flush=True)
+    return metrics
+
+
 def judge(out: Path, config: ExperimentConfig, champion: Champion) -> tuple[GateResult, GateResult]:
     """(domain verdict, SQuAD verdict), both against the champion."""
     champion_ref = champion.uri or str(champion.directory)
@@ -110,6 +139,9 @@ def adapt(config_file: str, data: str, dev: str, champion: str | None = None, ou
         if not metrics.get("training", {}).get("complete"):
             print(f"interim model in {out_dir}: resume with make adapt ... RESUME=1; not judged yet")
             return EXIT_OK
+        if config.adapt.champion_weight_share:
+            mix_with_champion(out_dir, start.directory, config.adapt.champion_weight_share,
+                              config.data.validation_file, config.adapt.backend)
     domain, squad = judge(out_dir, config, start)
     for name, result in (("domain", domain), ("squad", squad)):
         print(f"\n{name} verdict ({result.metrics.get('questions')} questions of {result.metrics.get('data_file')}):")

@@ -200,10 +200,16 @@ class AdaptConfig:
     max_squad_f1_drop: float = 1.0
     # The backend both verdicts are measured on (the champion's too).
     backend: str = "torch"
+    # Weight-space ensembling (WiSE-FT): after training, this share of each weight is the champion's,
+    # the rest the adapted model's. It keeps much of the domain's gain and gives back what was forgotten.
+    champion_weight_share: float = 0.0
 
     def validate(self, source: str) -> None:
         if self.max_squad_f1_drop < 0:
             raise ConfigError(source, "adapt.max_squad_f1_drop", f"must be 0 or more, got {self.max_squad_f1_drop}")
+        if not 0.0 <= self.champion_weight_share < 1.0:
+            raise ConfigError(source, "adapt.champion_weight_share",
+                              f"must be at least 0 and below 1, got {self.champion_weight_share}")
 
 
 @dataclass
