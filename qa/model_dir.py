@@ -54,6 +54,7 @@ ROBUSTNESS_FILE = "robustness.json"
 # The model-behaviour distributions over dev that live traffic is compared with (qa/monitoring.py).
 REFERENCE_PROFILE_FILE = "reference_profile.json"
 TRACKING_RUN_FILE = "mlflow_run.json"  # the MLflow run that trained this directory (train/tracking.py)
+ADAPT_CONFIG_FILE = "adapt_config.yaml"  # the config `make adapt` wrote for its run (train/adapt.py)
 EVAL_DIR = "eval"  # eval/metrics-<backend>.json, written by the gate
 # Weight files in the order a model version is read from them.
 WEIGHT_FILES = (WEIGHTS_FILE, ONNX_INT8_FILE, ONNX_FP32_FILE, OPENVINO_INT8_FILE, LEGACY_WEIGHTS_FILE)

@@ -31,15 +31,13 @@ from pathlib import Path
 
 import yaml
 
-from qa.model_dir import HELDOUT_FILE, METRICS_FILE, SHIPPED_MODEL_DIR, WEIGHTS_FILE
+from qa.model_dir import ADAPT_CONFIG_FILE, HELDOUT_FILE, METRICS_FILE, SHIPPED_MODEL_DIR, WEIGHTS_FILE
 from train.cli import EXIT_OK, EXIT_REFUSED, run_stage
 from train.config import ConfigError, ExperimentConfig, GateConfig, expand_env, load_config
 from train.data import SquadFormatError
 from train.gate import Champion, GateResult, format_table, gate_model, record_gate
 from train.model_source import ModelSourceError
 from train.tracking import TrackingError, champion_of, register_verdict, resolve_version, tracking_enabled
-
-ADAPT_CONFIG_FILE = "adapt_config.yaml"
 
 
 def find_starting_champion(config: ExperimentConfig, given: str | None) -> Champion:

@@ -106,6 +106,15 @@ def _relative(path) -> str:
         return str(path)
 
 
+def _ensemble_lines(metrics: dict) -> list[str]:
+    mix = metrics.get("weight_ensemble")
+    if not isinstance(mix, dict):
+        return []
+    return [f"- Weight-space ensemble after training: {mix.get('champion_share')} of each weight is the champion's "
+            f"(`{_relative(mix.get('champion'))}`), the rest the adapted model's; F1 on the eval data "
+            f"{mix.get('before', {}).get('f1', float('nan')):.2f} before the mix"]
+
+
 def _adaptation_lines(gate) -> list[str]:
     """`make adapt`'s two verdicts against the champion (gate.json adapt-domain / adapt-squad)."""
     records = [(label, gate[key]) for key, label in ADAPT_VERDICTS if isinstance(gate, dict) and key in gate]
@@ -121,7 +130,8 @@ def _adaptation_lines(gate) -> list[str]:
                      f"{c.get('difference', float('nan')):+.2f} ({c.get('ci_low', float('nan')):+.2f} to "
                      f"{c.get('ci_high', float('nan')):+.2f}) | {'passed' if record.get('passed') else 'refused'} |")
     champion = next((r["champion"] for _, r in records if r.get("champion")), {})
-    lines += ["", f"Champion: `{_relative(champion.get('champion'))}` (registry version {champion.get('version')}); "
+    version = f" (registry version {champion['version']})" if champion.get("version") is not None else ""
+    lines += ["", f"Champion: `{_relative(champion.get('champion'))}`{version}; "
               f"measured {records[0][1].get('date')} on {records[0][1].get('cpu')}.", ""]
     return lines
 
@@ -232,7 +242,9 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
         "",
         "## Training",
         "",
-        f"- Base model: `{config.model.name_or_path}` (model.safetensors sha256 `{config.model.expected_sha256}`)",
+        f"- Base model: `{_relative(config.model.name_or_path)}`"
+        + (f" (model.safetensors sha256 `{config.model.expected_sha256}`)" if config.model.expected_sha256 else ""),
+        *_ensemble_lines(metrics),
         f"- Train data: `{training.get('train_file')}` (sha256 of the JSON `{training.get('train_sha256')}`): "
         f"{training.get('train_examples')} questions -> {training.get('train_windows')} windows; "
         f"{training.get('windows_without_answer')} windows have the answer outside the window (labelled [CLS])",

@@ -20,20 +20,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qa.model_dir import (
+    ADAPT_CONFIG_FILE,
     CONFIG_FILE,
     EVAL_DIR,
     GATE_RECORD,
     METRICS_FILE,
     ONNX_DIR,
     PREDICTIONS_FILE,
+    TRACKING_RUN_FILE,
     TRAIN_CONFIG_FILE,
     WEIGHTS_FILE,
 )
 
 # Written by training, never read by serving or the card; predictions.json quotes dev text and
-# would put SQuAD excerpts into git.
+# would put SQuAD excerpts into git; the MLflow run names a local store; adapt's config is
+# train_config.yaml again.
 LEFTOVERS = ("checkpoint-*", "runs", ONNX_DIR, EVAL_DIR, GATE_RECORD, PREDICTIONS_FILE, "training_args.bin",
-             WEIGHTS_FILE)
+             WEIGHTS_FILE, TRACKING_RUN_FILE, ADAPT_CONFIG_FILE)
 
 
 class PackageError(ValueError):
@@ -81,6 +84,8 @@ def package(model_dir: str | Path, out: str | Path, data_file: str | None = None
     _, metrics = evaluate_model(staging, data_file, ONNX_FP32, None)
     metrics["model_dir"] = str(out)
     metrics["training"] = source_metrics.get("training", {})
+    if "weight_ensemble" in source_metrics:  # make adapt's mix with the champion, for the card
+        metrics["weight_ensemble"] = source_metrics["weight_ensemble"]
     metrics["packaged_from"] = {"model_dir": str(model_dir), "exact_match": source_metrics.get("exact_match"),
                                 "f1": source_metrics.get("f1"), "questions": source_metrics.get("questions"),
                                 "weights": "float32"}
