@@ -14,7 +14,6 @@ Prints the counts of verdicts; exit 1 if the service refused any feedback.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import sys
 import threading
@@ -22,42 +21,19 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+from bench.run import ANSWER_PATH, Client
 from train.data import SquadExample, load_squad
 from train.metrics.squad_v1 import exact_match_score
 
 
-class Connection:
-    """One keep-alive connection to the service (one per reviewing thread)."""
-
-    def __init__(self, url: str, key: str | None) -> None:
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
-        self.conn: http.client.HTTPConnection | None = None
-
-    def post(self, path: str, body: dict) -> tuple[int, dict]:
-        for attempt in range(2):
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
-            try:
-                self.conn.request("POST", path, json.dumps(body), self.headers)
-                response = self.conn.getresponse()
-                payload = json.loads(response.read() or b"{}")
-                if response.will_close:
-                    self.conn.close()
-                    self.conn = None
-                return response.status, payload
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.conn.close()
-                self.conn = None
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+def post(client: Client, path: str, body: dict) -> tuple[int, dict]:
+    status, payload = client.post(path, body)
+    return status, json.loads(payload or b"{}")
 
 
-def review(connection: Connection, example: SquadExample) -> str:
+def review(client: Client, example: SquadExample) -> str:
     """Ask one question and post its verdict; returns the verdict, or 'refused: ...'."""
-    status, answer = connection.post("/v1/answer", {"question": example.question, "context": example.context})
+    status, answer = post(client, ANSWER_PATH, {"question": example.question, "context": example.context})
     if status != 200:
         return f"refused: answer HTTP {status} {answer.get('error')}"
     given = {"start": answer["start"], "end": answer["end"]}
@@ -71,7 +47,7 @@ def review(connection: Connection, example: SquadExample) -> str:
             body["verdict"] = "correct"
         else:
             body.update(verdict="wrong", correction=correction)
-    status, stored = connection.post("/v1/feedback", body)
+    status, stored = post(client, "/v1/feedback", body)
     if status != 201:
         return f"refused: feedback HTTP {status} {stored.get('error')}: {stored.get('message')}"
     return body["verdict"]
@@ -86,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="only the first N questions")
     args = parser.parse_args(argv)
     examples = load_squad(args.data)[: args.limit]
-    local = threading.local()  # one connection per reviewing thread
+    local = threading.local()  # one keep-alive connection per reviewing thread
 
     def review_one(example: SquadExample) -> str:
-        if not hasattr(local, "connection"):
-            local.connection = Connection(args.url, args.key)
-        return review(local.connection, example)
+        if not hasattr(local, "client"):
+            parts = urlsplit(args.url)
+            headers = {"Authorization": f"Bearer {args.key}"} if args.key else {}
+            local.client = Client(parts.port or 80, parts.hostname or "127.0.0.1", headers)
+        return review(local.client, example)
 
     with ThreadPoolExecutor(args.concurrency) as pool:
         verdicts = Counter(pool.map(review_one, examples))

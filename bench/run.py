@@ -178,31 +178,37 @@ class Server:
 class Client:
     """One keep-alive connection; reconnects if the server closed it."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, port: int, host: str = "127.0.0.1", headers: dict[str, str] | None = None) -> None:
+        self.host, self.port = host, port
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
         self.conn: http.client.HTTPConnection | None = None
 
-    def ask(self, question: str, context: str) -> dict:
-        body = json.dumps({"question": question, "context": context})
+    def post(self, path: str, body: dict) -> tuple[int, bytes]:
+        """(status, body) of one JSON POST."""
+        data = json.dumps(body)
         for attempt in range(2):
             if self.conn is None:
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
             try:
-                self.conn.request("POST", ANSWER_PATH, body, {"Content-Type": "application/json"})
+                self.conn.request("POST", path, data, self.headers)
                 response = self.conn.getresponse()
                 payload = response.read()
                 if response.will_close:
                     self.conn.close()
                     self.conn = None
-                if response.status != 200:
-                    raise RuntimeError(f"HTTP {response.status}: {payload[:300]!r}")
-                return json.loads(payload)
+                return response.status, payload
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 self.conn.close()
                 self.conn = None
                 if attempt:
                     raise
         raise AssertionError("unreachable")
+
+    def ask(self, question: str, context: str) -> dict:
+        status, payload = self.post(ANSWER_PATH, {"question": question, "context": context})
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {payload[:300]!r}")
+        return json.loads(payload)
 
 
 def run_load(port: int, examples: Sequence[Example], concurrency: int) -> tuple[dict[str, str], list[float], float]:
