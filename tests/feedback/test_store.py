@@ -21,6 +21,8 @@ def store(request, tmp_path):
         url = request.getfixturevalue("postgres_url")
     store = FeedbackStore(url)
     store.migrate()
+    with store.engine.begin() as connection:  # the session's PostgreSQL may hold other tests' rows
+        connection.execute(text("DELETE FROM feedback"))
     yield store
     with store.engine.begin() as connection:
         connection.execute(text("DELETE FROM feedback"))
