@@ -51,6 +51,7 @@ PREDICTIONS_FILE = "predictions.json"
 CALIBRATION_FILE = "calibration.json"  # no-answer threshold and abstention figures (python -m train.calibrate)
 # Held-out figures with distractors and with answers removed (python -m train.robustness).
 ROBUSTNESS_FILE = "robustness.json"
+PREVIOUS_VERSION_FILE = "previous_version.json"  # the headline figures of the version this one replaced
 # The model-behaviour distributions over dev that live traffic is compared with (qa/monitoring.py).
 REFERENCE_PROFILE_FILE = "reference_profile.json"
 TRACKING_RUN_FILE = "mlflow_run.json"  # the MLflow run that trained this directory (train/tracking.py)

@@ -1,12 +1,15 @@
 """Model card (README.md) and training-curve PNG for a trained model directory.
 
-    python -m train.card --model DIR     # re-render DIR/README.md from the files in DIR
+    python -m train.card --model DIR                      # re-render DIR/README.md from the files in DIR
+    python -m train.card --model DIR --previous OLD_DIR   # first keep OLD_DIR's headline figures
 
 The card opens with Hugging Face model-card metadata (YAML: licence, base model, datasets and a
 `model-index` with the EM/F1 of metrics.json), so `huggingface_hub.ModelCard.load` and the Hub read
 the scores; the prose follows. The card is rendered only from files in the directory (metrics.json, train_config.yaml,
-sessions.json, heldout_articles.json, eval/metrics-*.json, gate.json), so re-rendering after a
-gate or an export never invents a number.
+sessions.json, heldout_articles.json, eval/metrics-*.json, gate.json, calibration.json,
+robustness.json, previous_version.json), so re-rendering after a gate or an export never invents a
+number. --previous copies the headline figures of the version DIR replaces (read from OLD_DIR's own
+files by the same code) into DIR/previous_version.json, for the card's version-to-version table.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from qa.model_dir import (
     GATE_RECORD,
     HELDOUT_FILE,
     METRICS_FILE,
+    PREVIOUS_VERSION_FILE,
+    ROBUSTNESS_FILE,
     SESSIONS_FILE,
+    WEIGHTS_FILE,
     load_params,
 )
 from train.cli import run_stage
@@ -169,6 +175,106 @@ def _abstention_lines(report, served_threshold: float) -> list[str]:
     return lines + [f"Measured with `make calibrate`{scope}, {report.get('backend')} backend.", ""]
 
 
+def _gate_measured(gate: dict, backend: str, metric: str):
+    record = gate.get(backend) if isinstance(gate, dict) else None
+    if not isinstance(record, dict) or not record.get("passed"):
+        return None
+    return next((c.get("measured") for c in record.get("checks", []) if c.get("metric") == metric), None)
+
+
+def _dig(report, *keys):
+    for key in keys:
+        report = report.get(key) if isinstance(report, dict) else None
+    return report
+
+
+# (key, label): the figures a version is judged by, each read from the directory's own files.
+HEADLINE_FIGURES = (
+    ("v11_dev_em", "SQuAD v1.1 dev EM (fp32 graph)"),
+    ("v11_dev_f1", "SQuAD v1.1 dev F1 (fp32 graph)"),
+    ("v11_dev_f1_onnx_int8", "SQuAD v1.1 dev F1, onnx-int8 (gated)"),
+    ("v11_dev_f1_openvino_int8", "SQuAD v1.1 dev F1, openvino-int8 (gated)"),
+    ("null_threshold", "served no-answer threshold (logits)"),
+    ("v11_dev_f1_abstention_on", "SQuAD v1.1 dev F1, abstention on"),
+    ("wrong_context_abstention_pct", "wrong-context abstention, v1.1 dev (%)"),
+    ("v2_half_f1", "SQuAD 2.0 dev held-out half F1, served threshold"),
+    ("v2_half_hasans_f1", "SQuAD 2.0 dev held-out half HasAns F1"),
+    ("v2_half_noans_f1", "SQuAD 2.0 dev held-out half NoAns F1"),
+    ("heldout_f1", "held-out train articles F1 (torch)"),
+    ("heldout_distractor_f1", "held-out, a distracting sentence added: F1 (torch)"),
+    ("heldout_answer_removed_abstention_pct", "held-out, answer's sentences removed: abstained (%)"),
+)
+
+
+def headline_figures(model_dir: Path) -> dict:
+    """HEADLINE_FIGURES of a model directory (None where a file has not measured it)."""
+    metrics = _read_json(model_dir / METRICS_FILE) or {}
+    gate = _read_json(model_dir / GATE_RECORD) or {}
+    calibration = _read_json(model_dir / CALIBRATION_FILE) or {}
+    robustness = _read_json(model_dir / ROBUSTNESS_FILE) or {}
+    served_v2 = _dig(calibration, "squad_v2", "served_threshold")
+    figures = {
+        "v11_dev_em": metrics.get("exact_match"), "v11_dev_f1": metrics.get("f1"),
+        "v11_dev_f1_onnx_int8": _gate_measured(gate, "onnx-int8", "f1"),
+        "v11_dev_f1_openvino_int8": _gate_measured(gate, "openvino-int8", "f1"),
+        "null_threshold": calibration.get("null_threshold"),
+        "v11_dev_f1_abstention_on": _dig(calibration, "v1_dev", "on", "f1"),
+        "wrong_context_abstention_pct": _dig(calibration, "wrong_context", "abstention_pct"),
+        "v2_half_f1": _dig(served_v2, "f1"), "v2_half_hasans_f1": _dig(served_v2, "HasAns_f1"),
+        "v2_half_noans_f1": _dig(served_v2, "NoAns_f1"),
+        "heldout_f1": _dig(robustness, "own", "f1"), "heldout_distractor_f1": _dig(robustness, "distractor", "f1"),
+        "heldout_answer_removed_abstention_pct": _dig(robustness, "served_threshold", "answer_removed_pct"),
+    }
+    return {key: (round(float(value), 4) if isinstance(value, (int, float)) else None)
+            for key, value in figures.items()}
+
+
+def keep_previous_version(model_dir: Path, previous: Path) -> dict:
+    """Write MODEL_DIR/previous_version.json: PREVIOUS's headline figures, read from its files now."""
+    from qa.files import file_sha256, write_json
+
+    if not (previous / METRICS_FILE).is_file():
+        raise ValueError(f"--previous {previous}: no {METRICS_FILE}, not a model directory")
+    snapshot = {"model_dir": _relative(previous), "weights_sha256": file_sha256(previous / WEIGHTS_FILE),
+                "figures": headline_figures(previous)}
+    write_json(model_dir / PREVIOUS_VERSION_FILE, snapshot)
+    return snapshot
+
+
+def _figure(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _previous_version_lines(out: Path, gate) -> list[str]:
+    """This version against the one it replaced (previous_version.json): the gate's paired comparisons
+    with the champion and the headline figures side by side."""
+    snapshot = _read_json(out / PREVIOUS_VERSION_FILE)
+    paired = [(backend, record) for backend, record in (gate.items() if isinstance(gate, dict) else [])
+              if isinstance(record, dict) and record.get("champion") and not backend.startswith("adapt-")]
+    if not isinstance(snapshot, dict):
+        return []
+    lines = ["## Against the previous version", ""]
+    for backend, record in paired:
+        c = record["champion"]
+        version = f", registry version {c['version']}" if c.get("version") is not None else ""
+        lines.append(f"- Gate, {backend} on the same {c.get('questions')} questions: F1 {c.get('challenger_f1'):.2f} "
+                     f"against the champion's {c.get('champion_f1'):.2f} (`{_relative(c.get('champion'))}`{version}): "
+                     f"difference {c.get('difference'):+.2f}, 95 % interval {c.get('ci_low'):+.2f} to "
+                     f"{c.get('ci_high'):+.2f} (paired bootstrap); {'passed' if record.get('passed') else 'refused'} "
+                     f"({record.get('date')}, {record.get('cpu')}).")
+    before, now = snapshot.get("figures") or {}, headline_figures(out)
+    sha = str(snapshot.get("weights_sha256", ""))[:12]
+    lines += ([""] if paired else []) + [
+        f"Previous version: `{snapshot.get('model_dir')}` (weights sha256 `{sha}`).", "",
+        "| figure | previous | this version | change |", "| --- | --- | --- | --- |"]
+    for key, label in HEADLINE_FIGURES:
+        old, new = before.get(key), now.get(key)
+        if old is not None or new is not None:
+            change = f"{new - old:+.2f}" if old is not None and new is not None else "-"
+            lines.append(f"| {label} | {_figure(old)} | {_figure(new)} | {change} |")
+    return lines + [""]
+
+
 def card_metadata(name: str, config: ExperimentConfig, metrics: dict) -> str:
     """The card's YAML header; the scores are those of metrics.json (the directory's own weights)."""
     from huggingface_hub import EvalResult, ModelCardData
@@ -278,6 +384,7 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
                          f"{s.get('max_steps')} | {s.get('train_seconds', 0) / 60:.1f} | "
                          f"{s.get('windows_per_second') or '-'} | {_stop_reason(s)} |")
         lines.append("")
+    lines += _previous_version_lines(out, _read_json(out / GATE_RECORD))
     lines += _adaptation_lines(_read_json(out / GATE_RECORD))
     lines += _abstention_lines(_read_json(out / CALIBRATION_FILE), load_params(out).null_threshold)
     lines += [
@@ -307,8 +414,15 @@ def render(model_dir: str | Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
+    parser.add_argument("--previous", type=Path, help="the version MODEL replaces: keep its headline figures first")
     args = parser.parse_args(argv)
-    return run_stage(lambda: print(render(args.model)), (ValueError,))
+
+    def stage() -> None:
+        if args.previous is not None:
+            keep_previous_version(Path(args.model), args.previous)
+        print(render(args.model))
+
+    return run_stage(stage, (ValueError, OSError))
 
 
 if __name__ == "__main__":
