@@ -24,7 +24,7 @@ help:  ## list the targets and the variables they take
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 	@echo "variables (default): MODEL ($(MODEL)) CONFIG ($(CONFIG)) DATA ($(DATA)) DEV_DATA ($(DEV_DATA))"
 	@echo "  SQUAD_DIR ($(SQUAD_DIR)) OUT ($(OUT)) BACKEND ($(BACKEND): auto|torch|onnx-fp32|onnx-int8|openvino-int8) PORT ($(PORT))"
-	@echo "  N ($(N)) FROM ($(FROM)) IMAGE ($(IMAGE)) MLFLOW_PORT ($(MLFLOW_PORT)) LIMIT, METRICS, PARTS, PREDICTIONS, RESUME, MAX_MINUTES (unset)"
+	@echo "  N ($(N)) FROM ($(FROM)) IMAGE ($(IMAGE)) MLFLOW_PORT ($(MLFLOW_PORT)) LIMIT, METRICS, PARTS, PREDICTIONS, RESUME, RULE, MAX_MINUTES (unset)"
 	@echo "  tracking: MLFLOW_TRACKING_URI (default outputs/mlflow.db), DISABLE_MLFLOW_INTEGRATION=TRUE to turn it off"
 
 # The version pyproject.toml requires (its one home): ">=3.11,<3.12" -> 3.11.
@@ -65,8 +65,8 @@ recover:  ## rebuild a lost checkpoint from a model dir, then RESUME=1: make rec
 evaluate:  ## predictions.json + metrics.json: make evaluate [MODEL=dir] [DATA=file] [OUT=dir] [BACKEND=] [LIMIT=n]
 	$(PYTHON) -m train.evaluate --model $(MODEL) --data $(DATA) --out $(OUT) --backend $(BACKEND) $(if $(LIMIT),--limit $(LIMIT))
 
-calibrate:  ## no-answer threshold into qa.json + abstention figures: make calibrate [MODEL=dir] [PARTS=served,v2,wrong,v1] [LIMIT=n]
-	$(PYTHON) -m train.calibrate --model $(MODEL) --backend $(BACKEND) $(if $(PARTS),--parts $(PARTS)) $(if $(LIMIT),--limit $(LIMIT))
+calibrate:  ## no-answer threshold into qa.json + abstention figures: make calibrate [MODEL=dir] [PARTS=served,v2,wrong,v1] [RULE=own-cap|on-topic] [LIMIT=n]
+	$(PYTHON) -m train.calibrate --model $(MODEL) --backend $(BACKEND) $(if $(PARTS),--parts $(PARTS)) $(if $(RULE),--rule $(RULE)) $(if $(LIMIT),--limit $(LIMIT))
 
 analyze:  ## error analysis (F1 by question type, context and answer length; typical errors) -> docs/analysis: make analyze [MODEL=dir] [DATA=file] [PREDICTIONS=file] [LIMIT=n]
 	$(PYTHON) -m train.analyze --model $(MODEL) --data $(DATA) --out $(if $(filter command line,$(origin OUT)),$(OUT),docs/analysis) $(if $(PREDICTIONS),--predictions $(PREDICTIONS)) $(if $(LIMIT),--limit $(LIMIT))
