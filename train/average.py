@@ -5,8 +5,9 @@
 The average is taken over the float weights of the newest LAST `checkpoint-*` directories of MODEL
 (by step). OUT gets MODEL's servable files with the averaged weights. Both MODEL and OUT are scored
 on the questions of the train articles MODEL's run held out (abstention off, through the served
-decoder), never on dev; the figures go to OUT/average.json and stdout. Exit 0: the average scores
-higher F1 there than MODEL's own weights; 1: it does not (keep MODEL); 2: error.
+decoder), never on dev; the figures go to OUT/average.json and stdout. OUT/metrics.json keeps the
+run's training record without its scores (they were the run weights'), for `train.package` to score.
+Exit 0: the average scores higher F1 there than MODEL's own weights; 1: it does not (keep MODEL); 2: error.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from qa.files import write_json
-from qa.model_dir import WEIGHTS_FILE
+from qa.model_dir import METRICS_FILE, WEIGHTS_FILE
 from train.cli import EXIT_OK, EXIT_REFUSED, positive_int, run_stage
 
 AVERAGE_REPORT = "average.json"
@@ -33,6 +34,8 @@ def newest_checkpoints(model_dir: Path, last: int) -> list[Path]:
     """The newest `last` checkpoint directories of a run, oldest first."""
     found = sorted((int(m.group(1)), p) for p in model_dir.iterdir()
                    if (m := CHECKPOINT.match(p.name)) and (p / WEIGHTS_FILE).is_file())
+    if not (model_dir / METRICS_FILE).is_file():
+        raise ValueError(f"{model_dir}: no {METRICS_FILE}; average a finished run's directory")
     if len(found) < last:
         raise ValueError(f"{model_dir}: --last {last} needs {last} checkpoints with {WEIGHTS_FILE}, "
                          f"found {len(found)} ({', '.join(p.name for _, p in found) or 'none'})")
@@ -85,6 +88,13 @@ def average(model_dir: str | Path, last: int, out: str | Path, backend: str = "t
               "model": heldout_scores(model_dir, backend), "average": heldout_scores(out, backend)}
     report["f1_change"] = round(report["average"]["f1"] - report["model"]["f1"], 2)
     write_json(out / AVERAGE_REPORT, report)
+    # OUT's metrics.json keeps how it was trained, not the run weights' scores: they are not OUT's.
+    trained = json.loads((model_dir / METRICS_FILE).read_text(encoding="utf-8")).get("training", {})
+    metrics = {"training": trained}
+    metrics["averaged_checkpoints"] = {"checkpoints": report["averaged"], "heldout_questions":
+                                       report["model"]["questions"], "run_f1": report["model"]["f1"],
+                                       "average_f1": report["average"]["f1"], "backend": backend}
+    write_json(out / METRICS_FILE, metrics)
     return report
 
 

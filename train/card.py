@@ -315,11 +315,19 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
         "",
     ]
     packaged = metrics.get("packaged_from")
-    weights_note = (
-        f"The weights are stored in float16 and computed in float32; the scores are those of the stored "
-        f"weights (the float32 weights of `{packaged['model_dir']}` scored EM {packaged['exact_match']:.2f} / "
-        f"F1 {packaged['f1']:.2f} on the same questions)." if packaged else ""
-    )
+    weights_note = ""
+    if packaged:
+        source = (f"the float32 weights of `{packaged['model_dir']}` scored EM {packaged['exact_match']:.2f} / "
+                  f"F1 {packaged['f1']:.2f} on the same questions" if packaged.get("f1") is not None
+                  else f"from the float32 weights of `{packaged['model_dir']}`")
+        weights_note = (f"The weights are stored in float16 and computed in float32; the scores are those of the "
+                        f"stored weights ({source}).")
+    averaged = metrics.get("averaged_checkpoints")
+    average_lines = [] if not isinstance(averaged, dict) else [
+                     f"- Weights: the mean of the run's last {len(averaged['checkpoints'])} checkpoints "
+                     f"({', '.join(Path(c).name for c in averaged['checkpoints'])}), chosen on the held-out train "
+                     f"articles: F1 {averaged['run_f1']:.2f} with the run's final weights, "
+                     f"{averaged['average_f1']:.2f} with the mean (`python -m train.average`)"]
     intro = "Extractive question answering (SQuAD v1.1), fine-tuned with the Hugging Face Trainer by this project."
     if d.replay_file:
         intro = (f"Extractive question answering, adapted by `make adapt` from "
@@ -351,6 +359,7 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
         f"- Base model: `{_relative(config.model.name_or_path)}`"
         + (f" (model.safetensors sha256 `{config.model.expected_sha256}`)" if config.model.expected_sha256 else ""),
         *_ensemble_lines(metrics),
+        *average_lines,
         f"- Train data: `{training.get('train_file')}` (sha256 of the JSON `{training.get('train_sha256')}`): "
         f"{training.get('train_examples')} questions -> {training.get('train_windows')} windows; "
         f"{training.get('windows_without_answer')} windows have the answer outside the window (labelled [CLS])",

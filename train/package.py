@@ -84,8 +84,9 @@ def package(model_dir: str | Path, out: str | Path, data_file: str | None = None
     _, metrics = evaluate_model(staging, data_file, ONNX_FP32, None)
     metrics["model_dir"] = str(out)
     metrics["training"] = source_metrics.get("training", {})
-    if "weight_ensemble" in source_metrics:  # make adapt's mix with the champion, for the card
-        metrics["weight_ensemble"] = source_metrics["weight_ensemble"]
+    for key in ("weight_ensemble", "averaged_checkpoints"):  # how the weights were made, for the card
+        if key in source_metrics:
+            metrics[key] = source_metrics[key]
     metrics["packaged_from"] = {"model_dir": str(model_dir), "exact_match": source_metrics.get("exact_match"),
                                 "f1": source_metrics.get("f1"), "questions": source_metrics.get("questions"),
                                 "weights": "float32"}

@@ -20,6 +20,7 @@ def run_dir(tmp_path, fixtures_dir):
     for step, seed in ((10, 1), (20, 2), (30, 3)):
         make_tiny_model(run / f"checkpoint-{step}", seed=seed)
     shutil.copy(run / "checkpoint-30" / WEIGHTS_FILE, run / WEIGHTS_FILE)
+    (run / "metrics.json").write_text(json.dumps({"exact_match": 1.0, "f1": 2.0, "training": {"global_step": 30}}))
     (run / "checkpoint-5").mkdir()  # no weights: not a checkpoint to average
     data = str(fixtures_dir / "tiny_squad.json")
     config = {"model": {"name_or_path": "m"}, "data": {"train_file": data, "validation_file": data},
@@ -40,6 +41,10 @@ def test_the_newest_checkpoints_by_step_are_averaged(run_dir, tmp_path):
     assert report["model"]["questions"] == report["average"]["questions"] > 0
     assert report["f1_change"] == round(report["average"]["f1"] - report["model"]["f1"], 2)
     assert json.loads((tmp_path / "avg" / AVERAGE_REPORT).read_text()) == report
+    # The run weights' scores are not the average's: only the training record and the averaging stay.
+    metrics = json.loads((tmp_path / "avg" / "metrics.json").read_text())
+    assert metrics["training"] == {"global_step": 30} and "f1" not in metrics
+    assert metrics["averaged_checkpoints"]["average_f1"] == report["average"]["f1"]
 
 
 def test_the_exit_code_says_whether_the_average_helps(run_dir, tmp_path, capsys):

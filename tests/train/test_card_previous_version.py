@@ -22,8 +22,8 @@ def model_dir(path, em, f1, int8_f1, int8_passed, threshold, wrong_pct, champion
                           "date": "2026-12-07T00:00:00Z", "cpu": "a CPU"}}
     (path / "gate.json").write_text(json.dumps(gate))
     (path / "qa.json").write_text(json.dumps({"null_threshold": threshold}))
-    (path / "calibration.json").write_text(json.dumps({"null_threshold": threshold,
-                                                       "wrong_context": {"abstention_pct": wrong_pct, "questions": 100}}))
+    wrong = {"abstention_pct": wrong_pct, "questions": 100}
+    (path / "calibration.json").write_text(json.dumps({"null_threshold": threshold, "wrong_context": wrong}))
     return path
 
 
