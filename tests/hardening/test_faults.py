@@ -20,6 +20,7 @@ from bench.procfs import children
 
 pytestmark = pytest.mark.slow
 
+CHECKPOINT_POLL_S = 0.005  # a tiny model trains a step in milliseconds
 QUESTION = "Who built the lighthouse?"
 CONTEXT = "The Harbor Point lighthouse was built in 1874 by the engineer Miriam Holt. It is 31 metres tall."
 
@@ -240,8 +241,14 @@ def test_training_killed_mid_epoch_resumes_to_the_same_metrics(tmp_path, fixture
     config = write_training_config(tmp_path / "interrupted.yaml", base, interrupted, fixtures_dir)
     process = train(config, wait=False)
     try:
-        # trainer_state.json is the last file a checkpoint gets: the first checkpoint is complete.
-        wait_for_file(interrupted / "checkpoint-3" / "trainer_state.json", timeout=300, process=process)
+        # trainer_state.json is the last file a checkpoint gets: wait for the first complete checkpoint,
+        # of whatever step (save_total_limit deletes old ones, and on a fast CPU checkpoint-3 lives
+        # only a few steps), polling often enough to kill the run well before its end.
+        deadline = time.monotonic() + 300
+        while not any(interrupted.glob("checkpoint-*/trainer_state.json")):
+            assert time.monotonic() < deadline, f"no complete checkpoint appeared in {interrupted}"
+            assert process.poll() is None, f"the process exited ({process.returncode}) before any checkpoint"
+            time.sleep(CHECKPOINT_POLL_S)
         process.kill()  # SIGKILL: no clean-up, as in a lost machine
         process.wait(30)
     finally:
