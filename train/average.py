@@ -26,8 +26,6 @@ from train.cli import EXIT_OK, EXIT_REFUSED, positive_int, run_stage
 
 AVERAGE_REPORT = "average.json"
 CHECKPOINT = re.compile(r"checkpoint-(\d+)$")
-# Training leftovers that an averaged model directory must not carry over from MODEL.
-NOT_COPIED = ("checkpoint-*", "runs", "training_args.bin", "predictions.json", "mlflow_run.json", "onnx", "eval")
 
 
 def newest_checkpoints(model_dir: Path, last: int) -> list[Path]:
@@ -65,15 +63,12 @@ def average_weights(sources: Sequence[Path], dest: Path) -> None:
 def heldout_scores(model_dir: Path, backend: str) -> dict:
     from qa.engine import QAEngine
     from train.calibrate import score_pairs
-    from train.data import references
-    from train.metrics.squad_v1 import compute_score
-    from train.robustness import heldout_examples
+    from train.robustness import heldout_examples, v11_scores
 
     engine = QAEngine.from_model_dir(model_dir, backend=backend)
     examples = heldout_examples(model_dir)
     scored = score_pairs(engine, [e.question for e in examples], [e.context for e in examples], model_dir.name)
-    scores = compute_score(references(examples), {e.id: s for e, s in zip(examples, scored.spans)})
-    return {k: round(v, 2) for k, v in scores.items()} | {"questions": len(examples)}
+    return v11_scores(examples, scored.spans)
 
 
 def average(model_dir: str | Path, last: int, out: str | Path, backend: str = "torch") -> dict:
@@ -82,7 +77,9 @@ def average(model_dir: str | Path, last: int, out: str | Path, backend: str = "t
     if out.resolve() == model_dir.resolve():
         raise ValueError(f"--out {out} is the run directory itself; write the average elsewhere")
     shutil.rmtree(out, ignore_errors=True)
-    shutil.copytree(model_dir, out, ignore=shutil.ignore_patterns(*NOT_COPIED))
+    from train.package import LEFTOVERS  # what a servable directory leaves out of a run's
+
+    shutil.copytree(model_dir, out, ignore=shutil.ignore_patterns(*LEFTOVERS))
     average_weights(sources, out / WEIGHTS_FILE)
     report = {"averaged": [str(p) for p in sources], "backend": backend,
               "model": heldout_scores(model_dir, backend), "average": heldout_scores(out, backend)}

@@ -249,10 +249,10 @@ def _previous_version_lines(out: Path, gate) -> list[str]:
     """This version against the one it replaced (previous_version.json): the gate's paired comparisons
     with the champion and the headline figures side by side."""
     snapshot = _read_json(out / PREVIOUS_VERSION_FILE)
-    paired = [(backend, record) for backend, record in (gate.items() if isinstance(gate, dict) else [])
-              if isinstance(record, dict) and record.get("champion") and not backend.startswith("adapt-")]
     if not isinstance(snapshot, dict):
         return []
+    paired = [(backend, record) for backend, record in (gate.items() if isinstance(gate, dict) else [])
+              if isinstance(record, dict) and record.get("champion") and not backend.startswith("adapt-")]
     lines = ["## Against the previous version", ""]
     for backend, record in paired:
         c = record["champion"]
@@ -393,8 +393,9 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
                          f"{s.get('max_steps')} | {s.get('train_seconds', 0) / 60:.1f} | "
                          f"{s.get('windows_per_second') or '-'} | {_stop_reason(s)} |")
         lines.append("")
-    lines += _previous_version_lines(out, _read_json(out / GATE_RECORD))
-    lines += _adaptation_lines(_read_json(out / GATE_RECORD))
+    gate = _read_json(out / GATE_RECORD)
+    lines += _previous_version_lines(out, gate)
+    lines += _adaptation_lines(gate)
     lines += _abstention_lines(_read_json(out / CALIBRATION_FILE), load_params(out).null_threshold)
     lines += [
         "![training curve](training_curve.png)",

@@ -67,7 +67,7 @@ def margin_auc(positive: np.ndarray, negative: np.ndarray) -> float:
     return float(statistic / (len(positive) * len(negative)))
 
 
-def _v1(examples: Sequence[SquadExample], spans: Sequence[str]) -> dict:
+def v11_scores(examples: Sequence[SquadExample], spans: Sequence[str]) -> dict:
     scores = compute_score(references(examples), {e.id: s for e, s in zip(examples, spans)})
     return {k: round(v, 2) for k, v in scores.items()} | {"questions": len(examples)}
 
@@ -106,10 +106,10 @@ def robustness(model_dir: str | Path, backend: str = "auto", limit: int | None =
     report = {
         "model_dir": str(model_dir), "backend": engine.backend.name, "limit": limit, "seed": SEED,
         "articles": len({e.title for e in examples}),
-        "own": _v1(examples, own.spans),
-        "distractor": _v1(originals, distractor.spans) | {
+        "own": v11_scores(examples, own.spans),
+        "distractor": v11_scores(originals, distractor.spans) | {
             "skipped": distracted.skipped,
-            "own_f1_same_questions": round(_v1(originals, own_spans_of_originals)["f1"], 2)},
+            "own_f1_same_questions": round(v11_scores(originals, own_spans_of_originals)["f1"], 2)},
         "answer_removed": {"questions": len(removed_pairs), "skipped": len(examples) - len(removed_pairs),
                            "margin_auc": round(margin_auc(own.margins, removed.margins), 4),
                            "best_f1_own_plus_removed": round(best["best_f1"], 2),
