@@ -373,6 +373,9 @@ def _coerce(hint: Any, value: Any, source: str, path: str) -> Any:
                 pass
         raise ConfigError(source, path, f"must be a number, got {value!r}")
     if hint is str:
+        if isinstance(value, bool):
+            raise ConfigError(source, path, f"must be a string, got {value!r}: YAML reads an unquoted "
+                              "off/on/no/yes as a boolean, so quote it (e.g. 'off')")
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(source, path, f"must be a non-empty string, got {value!r}")
         try:

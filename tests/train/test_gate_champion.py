@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from qa.model_dir import GATE_RECORD, METRICS_FILE, PREDICTIONS_FILE
 from train.compare import paired_difference
@@ -38,6 +39,9 @@ def test_paired_difference_reads_worse_same_and_better():
 @pytest.mark.parametrize("field, value, problem", [
     ("champion", "maybe", "gate.champion: must be one of not_worse, better, off"),
     ("max_f1_drop_vs_champion", -1, "gate.max_f1_drop_vs_champion: must be 0 or more"),
+    # What YAML makes of an unquoted `champion: off`.
+    ("champion", yaml.safe_load("champion: off")["champion"], "gate.champion: must be a string, got False: "
+     "YAML reads an unquoted off/on/no/yes as a boolean, so quote it"),
 ])
 def test_bad_champion_settings_name_the_field(field, value, problem):
     raw = {"model": {"name_or_path": "x"}, "data": {"train_file": "t", "validation_file": "v"},
