@@ -1,4 +1,4 @@
-"""Small file helpers every stage uses: one sha256 and one JSON writer."""
+"""Small file helpers every stage uses: one sha256, one JSON writer, and how a written record names a path."""
 
 from __future__ import annotations
 
@@ -24,3 +24,12 @@ def write_json(path: str | Path, payload) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def repository_path(path: str | Path | None) -> str:
+    """A path inside the working directory as relative to it, any other as given: records and cards
+    travel with the repository, and an absolute path names one machine."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except (TypeError, ValueError):
+        return str(path)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from qa.files import repository_path
 from qa.model_dir import ADAPT_CONFIG_FILE, HELDOUT_FILE, METRICS_FILE, SHIPPED_MODEL_DIR, WEIGHTS_FILE
 from train.cli import EXIT_OK, EXIT_REFUSED, run_stage
 from train.config import ConfigError, ExperimentConfig, GateConfig, expand_env, load_config
@@ -61,9 +62,10 @@ def adapted_config(base: ExperimentConfig, champion: Champion, data: str, dev: s
     heldout = champion.directory / HELDOUT_FILE
     config = dataclasses.replace(
         base,
-        model=dataclasses.replace(base.model, name_or_path=str(champion.directory), expected_sha256=None),
+        model=dataclasses.replace(base.model, name_or_path=repository_path(champion.directory),
+                                  expected_sha256=None),
         data=dataclasses.replace(base.data, train_file=data, validation_file=dev, dataset_name=None,
-                                 heldout_articles_file=str(heldout) if heldout.is_file() else None),
+                                 heldout_articles_file=repository_path(heldout) if heldout.is_file() else None),
         training=dataclasses.replace(base.training, output_dir=str(out)),
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -95,7 +97,7 @@ def mix_with_champion(out: Path, champion: Path, share: float, data: str, backen
     _, scores = evaluate_model(out, data, backend)
     before = {k: metrics[k] for k in ("exact_match", "f1")}
     metrics.update({k: scores[k] for k in ("exact_match", "f1", "questions", "elapsed_s", "backend")})
-    metrics["weight_ensemble"] = {"champion": str(champion), "champion_share": share, "before": before}
+    metrics["weight_ensemble"] = {"champion": repository_path(champion), "champion_share": share, "before": before}
     metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     print(f"weights mixed with the champion's (share {share:g}): {data} F1 {before['f1']:.2f} -> "
           f"{scores['f1']:.2f}", flush=True)

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from qa.files import file_sha256, repository_path, write_json
 from qa.model_dir import (
     CALIBRATION_FILE,
     CARD_FILE,
@@ -104,20 +105,12 @@ ADAPT_VERDICTS = (("adapt-domain", "domain dev: better beyond noise"),
                   ("adapt-squad", "SQuAD v1.1 dev: F1 may fall at most the bound"))
 
 
-def _relative(path) -> str:
-    """A path inside the working directory as relative to it (cards travel with the repository)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
-    except (TypeError, ValueError):
-        return str(path)
-
-
 def _ensemble_lines(metrics: dict) -> list[str]:
     mix = metrics.get("weight_ensemble")
     if not isinstance(mix, dict):
         return []
     return [f"- Weight-space ensemble after training: {mix.get('champion_share')} of each weight is the champion's "
-            f"(`{_relative(mix.get('champion'))}`), the rest the adapted model's; F1 on the eval data "
+            f"(`{repository_path(mix.get('champion'))}`), the rest the adapted model's; F1 on the eval data "
             f"{mix.get('before', {}).get('f1', float('nan')):.2f} before the mix"]
 
 
@@ -137,7 +130,7 @@ def _adaptation_lines(gate) -> list[str]:
                      f"{c.get('ci_high', float('nan')):+.2f}) | {'passed' if record.get('passed') else 'refused'} |")
     champion = next((r["champion"] for _, r in records if r.get("champion")), {})
     version = f" (registry version {champion['version']})" if champion.get("version") is not None else ""
-    lines += ["", f"Champion: `{_relative(champion.get('champion'))}`{version}; "
+    lines += ["", f"Champion: `{repository_path(champion.get('champion'))}`{version}; "
               f"measured {records[0][1].get('date')} on {records[0][1].get('cpu')}.", ""]
     return lines
 
@@ -231,11 +224,10 @@ def headline_figures(model_dir: Path) -> dict:
 
 def keep_previous_version(model_dir: Path, previous: Path) -> dict:
     """Write MODEL_DIR/previous_version.json: PREVIOUS's headline figures, read from its files now."""
-    from qa.files import file_sha256, write_json
 
     if not (previous / METRICS_FILE).is_file():
         raise ValueError(f"--previous {previous}: no {METRICS_FILE}, not a model directory")
-    snapshot = {"model_dir": _relative(previous), "weights_sha256": file_sha256(previous / WEIGHTS_FILE),
+    snapshot = {"model_dir": repository_path(previous), "weights_sha256": file_sha256(previous / WEIGHTS_FILE),
                 "figures": headline_figures(previous)}
     write_json(model_dir / PREVIOUS_VERSION_FILE, snapshot)
     return snapshot
@@ -257,8 +249,9 @@ def _previous_version_lines(out: Path, gate) -> list[str]:
     for backend, record in paired:
         c = record["champion"]
         version = f", registry version {c['version']}" if c.get("version") is not None else ""
+        champion = repository_path(c.get("champion"))
         lines.append(f"- Gate, {backend} on the same {c.get('questions')} questions: F1 {c.get('challenger_f1'):.2f} "
-                     f"against the champion's {c.get('champion_f1'):.2f} (`{_relative(c.get('champion'))}`{version}): "
+                     f"against the champion's {c.get('champion_f1'):.2f} (`{champion}`{version}): "
                      f"difference {c.get('difference'):+.2f}, 95 % interval {c.get('ci_low'):+.2f} to "
                      f"{c.get('ci_high'):+.2f} (paired bootstrap); {'passed' if record.get('passed') else 'refused'} "
                      f"({record.get('date')}, {record.get('cpu')}).")
@@ -331,9 +324,9 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
     intro = "Extractive question answering (SQuAD v1.1), fine-tuned with the Hugging Face Trainer by this project."
     if d.replay_file:
         intro = (f"Extractive question answering, adapted by `make adapt` from "
-                 f"`{_relative(config.model.name_or_path)}` to the "
+                 f"`{repository_path(config.model.name_or_path)}` to the "
                  f"questions of `{d.train_file}`, with {d.replay_fraction:g} SQuAD v1.1 train questions "
-                 f"(`{_relative(d.replay_file)}`) replayed per domain question so that it keeps what it knew.")
+                 f"(`{repository_path(d.replay_file)}`) replayed per domain question so that it keeps what it knew.")
     lines = [
         "---",
         card_metadata(out.name, config, metrics),
@@ -356,7 +349,7 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
         "",
         "## Training",
         "",
-        f"- Base model: `{_relative(config.model.name_or_path)}`"
+        f"- Base model: `{repository_path(config.model.name_or_path)}`"
         + (f" (model.safetensors sha256 `{config.model.expected_sha256}`)" if config.model.expected_sha256 else ""),
         *_ensemble_lines(metrics),
         *average_lines,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from qa.backends import GRAPH_FILES, INT8_BACKENDS
 from qa.errors import ModelLoadError
-from qa.files import file_sha256, write_json
+from qa.files import file_sha256, repository_path, write_json
 from qa.model_dir import (
     GATE_RECORD,
     METRICS_FILE,
@@ -166,7 +166,7 @@ class GateResult:
         """The gate.json entry for this verdict."""
         comparison = None
         if self.champion is not None and self.difference is not None:
-            comparison = {"champion": str(self.champion.directory), "version": self.champion.version,
+            comparison = {"champion": repository_path(self.champion.directory), "version": self.champion.version,
                           "uri": self.champion.uri, "rule": self.config.gate.champion, **self.difference.as_dict()}
         return {
             "passed": self.passed,

@@ -98,7 +98,8 @@ def test_a_challenger_worse_beyond_noise_is_refused_above_the_floor(tmp_path, fi
     assert "f1_vs_champion_ci_high" in result.stdout and "REFUSED" in result.stdout
     assert "95 % interval" in result.stdout  # the paired difference and its interval are printed
     record = json.loads((directory / GATE_RECORD).read_text())["torch"]
-    assert record["champion"]["champion"] == str(SHIPPED) and record["champion"]["ci_high"] < 0
+    # named as the repository names it: the record travels with the model directory
+    assert record["champion"]["champion"] == str(SHIPPED.relative_to(ROOT)) and record["champion"]["ci_high"] < 0
 
 
 def test_the_champions_own_answers_are_not_worse_but_not_better(tmp_path, fixtures_dir, champion_predictions):
