@@ -4,12 +4,15 @@
     make feedback-export [FEEDBACK_URL=...] [OUT=outputs/feedback]
 
 - `correct` items: their answer is a right answer; `wrong` items with a correction: the corrected
-  span is. Both go to DIR/feedback-squad.json (SQuAD v1.1: one answer per question).
+  span is. Both go to DIR/feedback-squad.json (SQuAD v1.1). A question with several right spans keeps
+  them all, as SQuAD's dev set keeps several references; the most often confirmed comes first (ties:
+  the earliest), and training reads the first.
 - `unanswerable` items go to DIR/feedback-unanswerable.json (SQuAD 2.0 style, no answers), for
   calibrating the no-answer threshold, never for span training.
 - `wrong` items without a correction say what is not the answer but not what is: counted, left out.
 - Items with the same question and context are merged into one question. Conflicts are reported
-  and left out: different right spans, or one item saying unanswerable and another giving a span.
+  and left out: a span one item calls right and another wrong, or one item saying unanswerable and
+  another giving a span.
 Prints a JSON report of what was written, merged and left out. Exit 0 ok, 2 error.
 """
 
@@ -19,7 +22,7 @@ import argparse
 import hashlib
 import json
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,21 +62,25 @@ def build_export(rows: Iterable[dict]) -> Export:
         total += 1
     answerable: dict[str, list[dict]] = defaultdict(list)  # context -> qas
     unanswerable: dict[str, list[dict]] = defaultdict(list)
-    conflicts, wrong_without_correction, merged = [], 0, 0
+    conflicts, wrong_without_correction, merged, several = [], 0, 0, 0
     for (question, context), items in groups.items():
         merged += len(items) - 1
-        spans = {span for item in items if (span := _right_span(item)) is not None}
+        votes = Counter(span for item in items if (span := _right_span(item)) is not None)
+        called_wrong = {(item["answer_start"], item["answer_end"]) for item in items if item["verdict"] == "wrong"}
         says_unanswerable = any(item["verdict"] == "unanswerable" for item in items)
         ids = [item["id"] for item in items]
-        if len(spans) > 1 or (spans and says_unanswerable):
-            found = sorted(f"{context[s:e]!r}" for s, e in spans) + (["unanswerable"] if says_unanswerable else [])
+        disputed = sorted(set(votes) & called_wrong)
+        if disputed or (votes and says_unanswerable):
+            found = ([f"{context[s:e]!r} right and wrong" for s, e in disputed]
+                     or sorted(f"{context[s:e]!r}" for s, e in votes)) + (["unanswerable"] if says_unanswerable else [])
             conflicts.append({"items": ids, "question": question[:200], "verdicts": found})
             continue
         qid = _question_id(question, context)
-        if spans:
-            (start, end), = spans
+        if votes:
+            spans = sorted(votes, key=lambda span: (-votes[span], span))
+            several += len(spans) > 1
             answerable[context].append({"id": qid, "question": question, "feedback_items": ids,
-                                        "answers": [{"text": context[start:end], "answer_start": start}]})
+                                        "answers": [{"text": context[s:e], "answer_start": s} for s, e in spans]})
         elif says_unanswerable:
             unanswerable[context].append({"id": qid, "question": question, "feedback_items": ids, "answers": [],
                                           "is_impossible": True})
@@ -86,6 +93,7 @@ def build_export(rows: Iterable[dict]) -> Export:
 
     report = {"items": total, "questions": len(groups), "merged_duplicates": merged,
               "answerable_questions": sum(len(q) for q in answerable.values()),
+              "questions_with_several_answers": several,
               "unanswerable_questions": sum(len(q) for q in unanswerable.values()),
               "left_out_wrong_without_correction": wrong_without_correction,
               "conflicts": conflicts}

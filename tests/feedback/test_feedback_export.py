@@ -44,6 +44,23 @@ def test_the_export_is_squad_the_loader_accepts_with_duplicates_merged_and_confl
     assert conflict["verdicts"] == ["'Otto Brandt'", "unanswerable"]
 
 
+def test_several_right_spans_are_all_kept_and_a_span_called_right_and_wrong_is_a_conflict(store, tmp_path):
+    who = "Who built the lighthouse?"
+    add(store, who, LIGHTHOUSE, 7, 11, "correct")  # "Holt"
+    add(store, who, LIGHTHOUSE, 22, 32, "wrong", (0, 11))  # "lighthouse", corrected to "Miriam Holt"
+    add(store, who, LIGHTHOUSE, 0, 11, "correct")
+    stands = "Where does the lighthouse stand?"
+    add(store, stands, LIGHTHOUSE, 59, 72, "correct")  # "northern cape"
+    add(store, stands, LIGHTHOUSE, 59, 72, "wrong", (52, 72))
+    report = export(store.url, tmp_path / "out")
+    (example,) = load_squad(tmp_path / "out" / SQUAD_FILE)
+    # the most often confirmed span first: training reads it; both are references
+    assert example.question == who and example.answer_texts == ("Miriam Holt", "Holt")
+    assert example.answer_starts == (0, 7) and report["questions_with_several_answers"] == 1
+    (conflict,) = report["conflicts"]
+    assert conflict["question"] == stands and conflict["verdicts"] == ["'northern cape' right and wrong"]
+
+
 def test_an_empty_store_exports_empty_files(store, tmp_path):
     report = export(store.url, tmp_path / "out")
     assert report["answerable_questions"] == 0
