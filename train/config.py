@@ -72,6 +72,10 @@ class DataConfig:
     # Seeded share of train questions whose paragraph gets a distracting sentence from another
     # paragraph of the article; these replace the originals (train/hard_examples.py).
     distractor_fraction: float = 0.0
+    # Seeded share of train questions also asked with a name or number swapped for one of the
+    # article's that their paragraph never mentions, labelled [CLS] (SQuAD 2.0's entity swap;
+    # train/hard_examples.py).
+    entity_swapped_fraction: float = 0.0
     # Domain adaptation (make adapt): SQuAD questions replayed beside the domain's, so the model does
     # not forget; replay_fraction SQuAD questions per domain question, a seeded sample of replay_file
     # less the held-out articles.
@@ -86,7 +90,7 @@ class DataConfig:
         if self.replay_fraction and not self.replay_file:
             raise ConfigError(source, "data.replay_file", "not set, but replay_fraction is")
         for name in ("heldout_article_fraction", "unanswerable_fraction", "answer_removed_fraction",
-                     "distractor_fraction"):
+                     "distractor_fraction", "entity_swapped_fraction"):
             value = getattr(self, name)
             if not 0 <= value < 1:
                 raise ConfigError(source, f"data.{name}", f"must be in [0, 1), got {value}")

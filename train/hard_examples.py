@@ -6,6 +6,11 @@
 - Distractor: a sentence of another paragraph of the same article that shares the most words with
   the question (and holds none of its answers) is inserted at a sentence boundary of the
   question's paragraph; the answer is kept and its offsets shifted.
+- Entity swapped: a name or number of the question that its paragraph mentions is replaced by one
+  of the same kind (a name of as many words, a number of as many digits) from another paragraph of
+  the article that this paragraph never mentions. The paragraph is untouched and the question now
+  asks about something it does not hold, labelled [CLS]: SQuAD 2.0's "entity swap", its most
+  common kind of unanswerable question after the neutral ones (Rajpurkar et al., 2018, table 2).
 
 Sentences come from pysbd (rule-based, offsets into the original text), not a regex: SQuAD's
 text is full of "Dr.", "U.S." and "3 p.m.". Both builders are seeded and skip (and count) a
@@ -15,18 +20,23 @@ question they cannot transform, so a run reports what it trained on.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+
+from bm25s.stopwords import STOPWORDS_EN as _STOPWORDS
 
 from qa.ranking import bm25_words
 from train.data import SquadExample
 
 ANSWER_REMOVED_SUFFIX = "#answer-removed"
 DISTRACTOR_SUFFIX = "#distractor"
+ENTITY_SWAPPED_SUFFIX = "#entity-swapped"
 # A distractor shares at least this many distinct BM25 words (stopwords dropped) with the question:
 # fewer and it is merely another sentence of the article.
 MIN_SHARED_WORDS = 2
+STOPWORDS = frozenset(_STOPWORDS)
 
 
 @lru_cache(maxsize=1)
@@ -159,3 +169,101 @@ def with_distractors(examples: Sequence[SquadExample], fraction: float, seed: in
         if sentence is not None:
             built.append(insert_sentence(example, sentence, rng))
     return Built(built, len(drawn), len(drawn) - len(built))
+
+
+# A word that starts with a letter, or a number; names are runs of capitalised words.
+_TOKEN = re.compile(r"[^\W\d_][\w'’.-]*|\d[\d,.]*\d|\d")
+
+
+def names_and_numbers(text: str, skip_first: bool = False) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of the names (runs of capitalised words, kind "name:N" for N words) and
+    numbers (kind "number:N" for N digits) in `text`. `skip_first` drops the first word, which a
+    question capitalises whatever it is."""
+    found: list[tuple[int, int, str]] = []
+    run: list[re.Match] = []
+
+    def close() -> None:
+        while run and run[0].group().casefold() in STOPWORDS:  # "The", "In" opening a sentence
+            run.pop(0)
+        if run:
+            end = run[-1].end()
+            last = run[-1].group()
+            if last.endswith(".") and "." not in last[:-1]:
+                end -= 1  # a full stop, not an abbreviation's ("U.S.")
+            end -= 2 if text[end - 2:end] in ("'s", "’s") else 0  # the name, not its possessive
+            found.append((run[0].start(), end, f"name:{len(run)}"))
+            run.clear()
+
+    for index, match in enumerate(_TOKEN.finditer(text)):
+        word = match.group().rstrip(".")
+        if word[:1].isdigit():
+            close()
+            found.append((match.start(), match.start() + len(word), f"number:{sum(c.isdigit() for c in word)}"))
+        elif word[:1].isupper() and not (skip_first and index == 0):
+            if run and text[run[-1].end():match.start()].strip():
+                close()  # only spaces may join the words of one name
+            run.append(match)
+        else:
+            close()
+    close()
+    return found
+
+
+def _opens_a_sentence(text: str, start: int) -> bool:
+    before = text[:start].rstrip()
+    return not before or before[-1] in ".!?:;\"'”’)"
+
+
+def article_names(examples: Sequence[SquadExample]) -> dict[str, dict[str, list[str]]]:
+    """Title -> kind -> the distinct names and numbers of the article's paragraphs, in order. A
+    capitalised word counts as a name only where the article also capitalises it inside a sentence
+    ("Actually" opening a sentence is not a name; "Bell" is)."""
+    by_title: dict[str, dict[str, dict[str, None]]] = {}
+    seen: set[tuple[str, str]] = set()
+    for e in examples:
+        if (e.title, e.context) in seen:
+            continue
+        seen.add((e.title, e.context))
+        kinds = by_title.setdefault(e.title, {})
+        for start, end, kind in names_and_numbers(e.context):
+            inside = not _opens_a_sentence(e.context, start)
+            names = kinds.setdefault(kind, {})
+            name = e.context[start:end]
+            names[name] = names.get(name, False) or inside or kind.startswith("number")
+    return {title: {kind: [name for name, inside in names.items() if inside] for kind, names in kinds.items()}
+            for title, kinds in by_title.items()}
+
+
+def swap_an_entity(example: SquadExample, names: dict[str, list[str]], rng: random.Random) -> str | None:
+    """The question with one of its names or numbers that the paragraph mentions replaced by one of
+    the same kind from `names` (the article's) that neither the paragraph nor the question mentions;
+    None when there is none."""
+    paragraph = example.context.casefold()
+    question = example.question
+    targets = [(start, end, kind) for start, end, kind in names_and_numbers(question, skip_first=True)
+               if question[start:end].casefold() in paragraph]
+    rng.shuffle(targets)
+    for start, end, kind in targets:
+        candidates = [name for name in names.get(kind, ())
+                      if name.casefold() not in paragraph and name.casefold() not in question.casefold()]
+        if candidates:
+            return question[:start] + rng.choice(candidates) + question[end:]
+    return None
+
+
+def entity_swapped_twins(examples: Sequence[SquadExample], fraction: float, seed: int,
+                         article: Sequence[SquadExample] | None = None) -> Built:
+    """Unanswerable twins of a seeded share of the questions: own paragraph, a name or number of the
+    question swapped for one of the article's that the paragraph does not mention. `article` gives
+    the paragraphs the names come from (default: `examples`)."""
+    drawn = _draw(len(examples), fraction, seed)
+    names = article_names(article if article is not None else examples)
+    rng = random.Random(seed + 1)
+    twins = []
+    for index in drawn:
+        example = examples[index]
+        question = swap_an_entity(example, names.get(example.title, {}), rng)
+        if question is not None:
+            twins.append(SquadExample(example.id + ENTITY_SWAPPED_SUFFIX, example.title, example.context,
+                                      question, (), ()))
+    return Built(twins, len(drawn), len(drawn) - len(twins))

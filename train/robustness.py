@@ -3,17 +3,19 @@
     python -m train.robustness --model DIR [--backend B] [--limit N]
 
 The questions come from the train articles the model's run held out (DIR/heldout_articles.json),
-never from dev, so training choices can be made on these figures. Each question is read four ways,
+never from dev, so training choices can be made on these figures. Each question is read five ways,
 all through the served decoder (train/calibrate.py score_pairs):
 - own: its own paragraph (v1.1 EM/F1, abstention off);
 - distractor: its paragraph with the article's most question-like other sentence inserted
   (EM/F1 and the change against own on the same questions);
 - answer removed: its paragraph less the sentences holding its answers (on-topic, unanswerable);
+- entity swapped: its own paragraph, the question with a name or number swapped for one of the
+  article's that the paragraph never mentions (unanswerable, as SQuAD 2.0's entity swaps are);
 - wrong: a paragraph of another held-out article.
 Abstention figures are given at the served threshold (DIR/qa.json) and at the threshold the
 served rule would choose here (own-paragraph abstention at most 1 %), with the threshold-free AUC
-of the null margin separating answer-removed from own paragraphs and the best SQuAD 2.0 F1 over
-own plus answer-removed questions. Writes DIR/robustness.json; exit 0 ok, 2 error.
+of the null margin separating answer-removed (and entity-swapped) questions from own ones and the
+best SQuAD 2.0 F1 over own plus answer-removed questions. Writes DIR/robustness.json; exit 0 ok, 2 error.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from train.calibrate import SEED, lowest_threshold_within, rate, score_pairs, wr
 from train.cli import positive_int, run_stage
 from train.config import ConfigError, model_config
 from train.data import SquadExample, SquadFormatError, load_squad, references
-from train.hard_examples import remove_answer_sentences, with_distractors
+from train.hard_examples import entity_swapped_twins, remove_answer_sentences, with_distractors
 from train.metrics.squad_v1 import compute_score
 from train.metrics.squad_v2 import compute_score_v2
 
@@ -88,6 +90,9 @@ def robustness(model_dir: str | Path, backend: str = "auto", limit: int | None =
     removed_pairs = [(e, context) for e in examples if (context := remove_answer_sentences(e)) is not None]
     removed = score_pairs(engine, [e.question for e, _ in removed_pairs], [c for _, c in removed_pairs],
                           "answer removed")
+    swapped_twins = entity_swapped_twins(examples, 1.0, SEED, article=examples)
+    swapped = score_pairs(engine, [e.question for e in swapped_twins.examples],
+                          [e.context for e in swapped_twins.examples], "entity swapped")
     wrong = score_pairs(engine, [e.question for e in examples], wrong_context_pairs(examples), "wrong")
 
     # SQuAD 2.0 scoring over own (answerable) plus answer-removed (unanswerable) pairs.
@@ -101,7 +106,8 @@ def robustness(model_dir: str | Path, backend: str = "auto", limit: int | None =
 
     def abstention(threshold: float) -> dict:
         return {"threshold": round(threshold, 4), "own_pct": rate(own.abstains(threshold)),
-                "answer_removed_pct": rate(removed.abstains(threshold)), "wrong_pct": rate(wrong.abstains(threshold))}
+                "answer_removed_pct": rate(removed.abstains(threshold)),
+                "entity_swapped_pct": rate(swapped.abstains(threshold)), "wrong_pct": rate(wrong.abstains(threshold))}
 
     report = {
         "model_dir": str(model_dir), "backend": engine.backend.name, "limit": limit, "seed": SEED,
@@ -114,6 +120,8 @@ def robustness(model_dir: str | Path, backend: str = "auto", limit: int | None =
                            "margin_auc": round(margin_auc(own.margins, removed.margins), 4),
                            "best_f1_own_plus_removed": round(best["best_f1"], 2),
                            "best_f1_threshold": round(best["best_f1_thresh"], 4)},
+        "entity_swapped": {"questions": len(swapped_twins.examples), "skipped": swapped_twins.skipped,
+                           "margin_auc": round(margin_auc(own.margins, swapped.margins), 4)},
         "served_threshold": abstention(load_params(model_dir).null_threshold),
         "served_rule_threshold": abstention(lowest_threshold_within(own.margins)),
     }

@@ -91,14 +91,17 @@ class TrainData:
     answer_removed_skipped: int = 0
     distractors: int = 0
     distractors_skipped: int = 0
+    entity_swapped: int = 0
+    entity_swapped_skipped: int = 0
     replayed: int = 0
 
 
 def load_data(config: ExperimentConfig) -> TrainData:
     """Train and eval examples. Held out: the articles named by data.heldout_articles_file, else a
     seeded share. The rest gain synthetic unanswerable twins (another paragraph; their own paragraph
-    less the answer's sentences) and a seeded share get a distracting sentence (train/hard_examples.py)."""
-    from train.hard_examples import answer_removed_twins, with_distractors
+    less the answer's sentences; the question with a name or number swapped) and a seeded share get a
+    distracting sentence (train/hard_examples.py)."""
+    from train.hard_examples import answer_removed_twins, entity_swapped_twins, with_distractors
 
     d, seed = config.data, config.training.seed
     train_examples = load_split(d.train_file, d.dataset_name, "train", d.max_train_examples)
@@ -112,6 +115,7 @@ def load_data(config: ExperimentConfig) -> TrainData:
     unanswerable, without_partner = pair_unanswerable(kept, d.unanswerable_fraction, seed)
     removed = answer_removed_twins(kept, d.answer_removed_fraction, seed + 1)
     distracted = with_distractors(kept, d.distractor_fraction, seed + 2)
+    swapped = entity_swapped_twins(kept, d.entity_swapped_fraction, seed + 3)
     if distracted.examples:
         replaced = {e.id.removesuffix(DISTRACTOR_SUFFIX): e for e in distracted.examples}
         kept = [replaced.get(e.id, e) for e in kept]
@@ -126,11 +130,15 @@ def load_data(config: ExperimentConfig) -> TrainData:
     if d.distractor_fraction:
         logger.info("questions with a distracting sentence: %d (%d drawn had no candidate sentence)",
                     len(distracted.examples), distracted.skipped)
+    if d.entity_swapped_fraction:
+        logger.info("entity-swapped questions: %d (%d drawn had no name or number to swap)",
+                    len(swapped.examples), swapped.skipped)
     if replayed:
         logger.info("replayed %d questions of %s beside %d of the domain", len(replayed), d.replay_file, len(kept))
-    return TrainData(kept + unanswerable + removed.examples + replayed, eval_examples, titles, len(heldout),
-                     len(unanswerable), without_partner, len(removed.examples), removed.skipped,
-                     len(distracted.examples), distracted.skipped, len(replayed))
+    return TrainData(kept + unanswerable + removed.examples + swapped.examples + replayed, eval_examples, titles,
+                     len(heldout), len(unanswerable), without_partner, len(removed.examples), removed.skipped,
+                     len(distracted.examples), distracted.skipped, len(swapped.examples), swapped.skipped,
+                     len(replayed))
 
 
 def replay_sample(replay_file: str, heldout_titles: list[str], count: int, seed: int) -> list:
@@ -324,6 +332,8 @@ def run(config: ExperimentConfig, resume: bool = False, max_minutes: float | Non
             "answer_removed_skipped": data.answer_removed_skipped,
             "distractor_examples": data.distractors,
             "distractor_skipped": data.distractors_skipped,
+            "entity_swapped_examples": data.entity_swapped,
+            "entity_swapped_skipped": data.entity_swapped_skipped,
             "replayed_examples": data.replayed,
             "cpu_bf16": bool(trainer.args.bf16 and not torch.cuda.is_available()),
             "heldout_articles": len(data.heldout_titles),

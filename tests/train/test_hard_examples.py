@@ -1,4 +1,4 @@
-"""Answer-removed and distractor examples: what they remove, insert and shift."""
+"""Answer-removed, distractor and entity-swapped examples: what they remove, insert, shift and swap."""
 
 import json
 import random
@@ -10,11 +10,16 @@ from train.data import SquadExample, load_squad
 from train.hard_examples import (
     ANSWER_REMOVED_SUFFIX,
     DISTRACTOR_SUFFIX,
+    ENTITY_SWAPPED_SUFFIX,
     answer_removed_twins,
+    article_names,
     best_distractor,
+    entity_swapped_twins,
     insert_sentence,
+    names_and_numbers,
     remove_answer_sentences,
     sentence_spans,
+    swap_an_entity,
     with_distractors,
     words_of,
 )
@@ -122,3 +127,67 @@ def test_heldout_articles_file_errors_name_file_and_field(tmp_path):
         read_heldout_titles(str(tmp_path / "missing.json"))
     path.write_text(json.dumps({"titles": ["Ada"]}))
     assert read_heldout_titles(str(path)) == ["Ada"]
+
+
+def test_names_are_capitalised_runs_without_an_opening_stopword_or_possessive_and_numbers_count_digits():
+    text = "The U.S. Army met Dr. Ada Lovelace's pupils in 1,843 rooms at 3 p.m. in London."
+    found = [(text[start:end], kind) for start, end, kind in names_and_numbers(text)]
+    assert found == [("U.S. Army", "name:2"), ("Dr. Ada Lovelace", "name:3"), ("1,843", "number:4"),
+                     ("3", "number:1"), ("London", "name:1")]
+    question = "Where did Lovelace publish in 1843?"
+    assert [question[s:e] for s, e, _ in names_and_numbers(question, skip_first=True)] == ["Lovelace", "1843"]
+
+
+def test_a_word_capitalised_only_where_it_opens_a_sentence_is_no_name():
+    other = "Actually the engine failed. Then Babbage tried again in Paris."
+    names = article_names([example("q?", "Babbage", context=other)])["Ada"]
+    assert names["name:1"] == ["Babbage", "Paris"]
+
+
+def test_the_swap_takes_a_name_of_the_same_kind_the_paragraph_never_mentions():
+    own, other = example("When was Ada Lovelace born?", "1815"), example("q?", "1834", OTHER, "q2")
+    names = article_names([own, other])["Ada"]
+    # "Analytical Engine" is two words too, but the paragraph mentions it
+    assert swap_an_entity(own, names, random.Random(0)) == "When was Lord Byron born?"
+    numbers = example("What did Lovelace publish in 1843?", "first algorithm")
+    for seed in range(5):  # "Lovelace" has no unmentioned one-word partner; 1843 has two
+        swapped = swap_an_entity(numbers, names, random.Random(seed))
+        assert swapped in ("What did Lovelace publish in 1834?", "What did Lovelace publish in 1788?")
+    assert swap_an_entity(example("What was born in London?", "Ada Lovelace"), names, random.Random(0)) is None
+
+
+def test_entity_swapped_twins_are_seeded_unanswerable_on_the_untouched_paragraph_and_counted():
+    questions = [example("When was Ada Lovelace born?", "1815", qid="a"),
+                 example("Who worked with Babbage?", "She", qid="b"),  # no unmentioned one-word name
+                 example("q?", "1834", OTHER, "c")]
+    built = entity_swapped_twins(questions, 1.0, seed=7)
+    assert (built.drawn, built.skipped) == (3, 2)
+    (twin,) = built.examples
+    assert twin.id == "a" + ENTITY_SWAPPED_SUFFIX and twin.context == PARAGRAPH
+    assert twin.question == "When was Lord Byron born?" and twin.answer_texts == () == twin.answer_starts
+    assert entity_swapped_twins(questions, 1.0, seed=7) == built
+
+
+def test_training_data_gains_the_entity_swapped_twins_as_unanswerable_questions(tmp_path):
+    from train.config import config_from_dict
+    from train.train import load_data
+
+    qas = [(PARAGRAPH, "When was Ada Lovelace born?", "1815"), (PARAGRAPH, "When were the notes published?", "1843"),
+           (OTHER, "When did Babbage build part of the Analytical Engine?", "1834"),
+           (OTHER, "Who was the father of Lovelace?", "Lord Byron")]
+    paragraphs = [{"context": context, "qas": [{"id": f"q{i}", "question": q, "answers": [
+        {"text": a, "answer_start": context.index(a)}]} for i, (c, q, a) in enumerate(qas) if c == context]}
+        for context in (PARAGRAPH, OTHER)]
+    data_file = tmp_path / "squad.json"
+    data_file.write_text(json.dumps({"version": "1.1", "data": [{"title": "Ada", "paragraphs": paragraphs}]}))
+    raw = {"model": {"name_or_path": "x"},
+           "data": {"train_file": str(data_file), "validation_file": str(data_file), "entity_swapped_fraction": 0.5},
+           "training": {"output_dir": str(tmp_path)}, "gate": {"exact_match": 0, "f1": 0}}
+    data = load_data(config_from_dict(raw, "c.yaml"))
+    twins = [e for e in data.train if e.id.endswith(ENTITY_SWAPPED_SUFFIX)]
+    originals = {e.id: e for e in load_squad(data_file)}
+    assert twins and len(twins) == data.entity_swapped and data.entity_swapped + data.entity_swapped_skipped == 2
+    assert len(data.train) == len(originals) + len(twins)
+    for twin in twins:
+        original = originals[twin.id.removesuffix(ENTITY_SWAPPED_SUFFIX)]
+        assert twin.answer_texts == () and twin.context == original.context and twin.question != original.question
