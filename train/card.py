@@ -196,6 +196,7 @@ HEADLINE_FIGURES = (
     ("heldout_f1", "held-out train articles F1 (torch)"),
     ("heldout_distractor_f1", "held-out, a distracting sentence added: F1 (torch)"),
     ("heldout_answer_removed_abstention_pct", "held-out, answer's sentences removed: abstained (%)"),
+    ("heldout_entity_swapped_abstention_pct", "held-out, a name or number of the question swapped: abstained (%)"),
 )
 
 
@@ -217,6 +218,7 @@ def headline_figures(model_dir: Path) -> dict:
         "v2_half_noans_f1": _dig(served_v2, "NoAns_f1"),
         "heldout_f1": _dig(robustness, "own", "f1"), "heldout_distractor_f1": _dig(robustness, "distractor", "f1"),
         "heldout_answer_removed_abstention_pct": _dig(robustness, "served_threshold", "answer_removed_pct"),
+        "heldout_entity_swapped_abstention_pct": _dig(robustness, "served_threshold", "entity_swapped_pct"),
     }
     return {key: (round(float(value), 4) if isinstance(value, (int, float)) else None)
             for key, value in figures.items()}
