@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -93,17 +93,25 @@ def _draw(count: int, fraction: float, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(count), round(fraction * count))) if count and fraction > 0 else []
 
 
+def _transform_drawn(examples: Sequence[SquadExample], fraction: float, seed: int,
+                     transform: Callable[[SquadExample, random.Random], SquadExample | None]) -> Built:
+    """`transform` applied to a seeded share of the examples (one seeded generator for all), the
+    ones it returns None for counted as skipped."""
+    drawn = _draw(len(examples), fraction, seed)
+    rng = random.Random(seed + 1)
+    built = [result for index in drawn if (result := transform(examples[index], rng)) is not None]
+    return Built(built, len(drawn), len(drawn) - len(built))
+
+
 def answer_removed_twins(examples: Sequence[SquadExample], fraction: float, seed: int) -> Built:
     """Unanswerable twins of a seeded share of the questions: own paragraph, answer sentences removed."""
-    drawn = _draw(len(examples), fraction, seed)
-    twins = []
-    for index in drawn:
-        example = examples[index]
+
+    def twin(example: SquadExample, rng: random.Random) -> SquadExample | None:
         context = remove_answer_sentences(example)
-        if context is not None:
-            twins.append(SquadExample(example.id + ANSWER_REMOVED_SUFFIX, example.title, context,
-                                      example.question, (), ()))
-    return Built(twins, len(drawn), len(drawn) - len(twins))
+        return None if context is None else SquadExample(example.id + ANSWER_REMOVED_SUFFIX, example.title,
+                                                         context, example.question, (), ())
+
+    return _transform_drawn(examples, fraction, seed, twin)
 
 
 def article_sentences(examples: Sequence[SquadExample]) -> dict[str, list[tuple[str, str, frozenset[str]]]]:
@@ -159,16 +167,13 @@ def with_distractors(examples: Sequence[SquadExample], fraction: float, seed: in
     Returns the transformed questions only (callers decide whether they replace or join the
     originals). `article` gives the paragraphs distractors are drawn from (default: `examples`).
     """
-    drawn = _draw(len(examples), fraction, seed)
     sentences = article_sentences(article if article is not None else examples)
-    rng = random.Random(seed + 1)
-    built = []
-    for index in drawn:
-        example = examples[index]
+
+    def distracted(example: SquadExample, rng: random.Random) -> SquadExample | None:
         sentence = best_distractor(example, sentences.get(example.title, ()))
-        if sentence is not None:
-            built.append(insert_sentence(example, sentence, rng))
-    return Built(built, len(drawn), len(drawn) - len(built))
+        return None if sentence is None else insert_sentence(example, sentence, rng)
+
+    return _transform_drawn(examples, fraction, seed, distracted)
 
 
 # A word that starts with a letter, or a number; names are runs of capitalised words.
@@ -256,14 +261,11 @@ def entity_swapped_twins(examples: Sequence[SquadExample], fraction: float, seed
     """Unanswerable twins of a seeded share of the questions: own paragraph, a name or number of the
     question swapped for one of the article's that the paragraph does not mention. `article` gives
     the paragraphs the names come from (default: `examples`)."""
-    drawn = _draw(len(examples), fraction, seed)
     names = article_names(article if article is not None else examples)
-    rng = random.Random(seed + 1)
-    twins = []
-    for index in drawn:
-        example = examples[index]
+
+    def twin(example: SquadExample, rng: random.Random) -> SquadExample | None:
         question = swap_an_entity(example, names.get(example.title, {}), rng)
-        if question is not None:
-            twins.append(SquadExample(example.id + ENTITY_SWAPPED_SUFFIX, example.title, example.context,
-                                      question, (), ()))
-    return Built(twins, len(drawn), len(drawn) - len(twins))
+        return None if question is None else SquadExample(example.id + ENTITY_SWAPPED_SUFFIX, example.title,
+                                                          example.context, question, (), ())
+
+    return _transform_drawn(examples, fraction, seed, twin)
