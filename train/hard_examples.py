@@ -114,14 +114,19 @@ def answer_removed_twins(examples: Sequence[SquadExample], fraction: float, seed
     return _transform_drawn(examples, fraction, seed, twin)
 
 
-def article_sentences(examples: Sequence[SquadExample]) -> dict[str, list[tuple[str, str, frozenset[str]]]]:
-    """Title -> (paragraph, sentence, its BM25 words) for every sentence of every paragraph of the article."""
+def article_paragraphs(examples: Sequence[SquadExample]) -> dict[str, list[str]]:
+    """Title -> the article's distinct paragraphs, in order."""
     by_title: dict[str, dict[str, None]] = {}
     for e in examples:
         by_title.setdefault(e.title, {})[e.context] = None
+    return {title: list(paragraphs) for title, paragraphs in by_title.items()}
+
+
+def article_sentences(examples: Sequence[SquadExample]) -> dict[str, list[tuple[str, str, frozenset[str]]]]:
+    """Title -> (paragraph, sentence, its BM25 words) for every sentence of every paragraph of the article."""
     return {title: [(paragraph, sentence, words_of(sentence)) for paragraph in paragraphs
                     for start, end in sentence_spans(paragraph) if (sentence := paragraph[start:end].strip())]
-            for title, paragraphs in by_title.items()}
+            for title, paragraphs in article_paragraphs(examples).items()}
 
 
 def words_of(text: str) -> frozenset[str]:
@@ -223,34 +228,31 @@ def article_names(examples: Sequence[SquadExample]) -> dict[str, dict[str, list[
     """Title -> kind -> the distinct names and numbers of the article's paragraphs, in order. A
     capitalised word counts as a name only where the article also capitalises it inside a sentence
     ("Actually" opening a sentence is not a name; "Bell" is)."""
-    by_title: dict[str, dict[str, dict[str, None]]] = {}
-    seen: set[tuple[str, str]] = set()
-    for e in examples:
-        if (e.title, e.context) in seen:
-            continue
-        seen.add((e.title, e.context))
-        kinds = by_title.setdefault(e.title, {})
-        for start, end, kind in names_and_numbers(e.context):
-            inside = not _opens_a_sentence(e.context, start)
-            names = kinds.setdefault(kind, {})
-            name = e.context[start:end]
-            names[name] = names.get(name, False) or inside or kind.startswith("number")
-    return {title: {kind: [name for name, inside in names.items() if inside] for kind, names in kinds.items()}
-            for title, kinds in by_title.items()}
+    by_title: dict[str, dict[str, list[str]]] = {}
+    for title, paragraphs in article_paragraphs(examples).items():
+        kinds: dict[str, dict[str, bool]] = {}  # kind -> name -> seen inside a sentence (numbers: always)
+        for paragraph in paragraphs:
+            for start, end, kind in names_and_numbers(paragraph):
+                names = kinds.setdefault(kind, {})
+                name = paragraph[start:end]
+                names[name] = names.get(name, False) or kind.startswith("number") or not _opens_a_sentence(
+                    paragraph, start)
+        by_title[title] = {kind: [name for name, inside in names.items() if inside] for kind, names in kinds.items()}
+    return by_title
 
 
 def swap_an_entity(example: SquadExample, names: dict[str, list[str]], rng: random.Random) -> str | None:
     """The question with one of its names or numbers that the paragraph mentions replaced by one of
     the same kind from `names` (the article's) that neither the paragraph nor the question mentions;
     None when there is none."""
-    paragraph = example.context.casefold()
-    question = example.question
+    paragraph, question = example.context.casefold(), example.question
+    folded_question = question.casefold()
     targets = [(start, end, kind) for start, end, kind in names_and_numbers(question, skip_first=True)
                if question[start:end].casefold() in paragraph]
     rng.shuffle(targets)
     for start, end, kind in targets:
         candidates = [name for name in names.get(kind, ())
-                      if name.casefold() not in paragraph and name.casefold() not in question.casefold()]
+                      if name.casefold() not in paragraph and name.casefold() not in folded_question]
         if candidates:
             return question[:start] + rng.choice(candidates) + question[end:]
     return None
