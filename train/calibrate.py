@@ -13,9 +13,10 @@ Parts (all by default):
   (DIR/heldout_articles.json), never on dev. Their questions are paired with their own paragraph and
   with a paragraph of another held-out article. Rule (--rule): own-cap (default), the lowest threshold
   at which at most 1 % of own-paragraph questions abstain, abstaining on as many wrong-context
-  questions as that allows; or on-topic, for models trained on answer-removed windows: the best
-  SQuAD 2.0 F1 over own-paragraph plus answer-removed pairs, with the own-paragraph F1 it gives up
-  capped, and never above the own-cap threshold.
+  questions as that allows; or on-topic, for models trained on on-topic unanswerable windows: the
+  best SQuAD 2.0 F1 over own-paragraph pairs plus the same questions made unanswerable on their own
+  paragraph (answer sentences removed; a name or number of the question swapped for another of the
+  article's), with the own-paragraph F1 it gives up capped, and never above the own-cap threshold.
 - v2: SQuAD 2.0 dev split by article into seeded halves; the threshold that maximises F1 on one half
   (the official best_f1 search) is scored on the other (EM, F1, HasAns, NoAns), as is the served one.
 - wrong: every v1.1 dev question paired with a paragraph of another article; abstention rate.
@@ -30,7 +31,7 @@ import json
 import math
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -51,8 +52,9 @@ MAX_OWN_ABSTENTION = 0.01  # the own-cap rule: at most 1 % of right-document que
 MAX_OWN_F1_LOSS = 0.5  # the on-topic rule: abstention may cost at most this many points of held-out F1
 RULES = {
     "own-cap": f"lowest threshold with own-paragraph abstention <= {100 * MAX_OWN_ABSTENTION:g} %",
-    "on-topic": (f"best F1 over own-paragraph plus answer-removed held-out questions, own-paragraph F1 lost to "
-                 f"abstention <= {MAX_OWN_F1_LOSS:g} points, threshold <= the own-cap rule's"),
+    "on-topic": (f"best F1 over own-paragraph plus on-topic unanswerable (answer removed, entity swapped) held-out "
+                 f"questions, own-paragraph F1 lost to abstention <= {MAX_OWN_F1_LOSS:g} points, "
+                 "threshold <= the own-cap rule's"),
 }
 DEFAULT_V2_FILE = "${SQUAD_DIR}/dev-v2.0-reconstructed.json.gz"
 SEED = 13
@@ -109,19 +111,19 @@ def lowest_threshold_losing_at_most(own_margins: np.ndarray, own_f1: np.ndarray,
     return float(allowed[0]) if len(allowed) else math.inf
 
 
-def best_f1_threshold(own_margins: np.ndarray, own_f1: np.ndarray, removed_margins: np.ndarray,
+def best_f1_threshold(own_margins: np.ndarray, own_f1: np.ndarray, unanswerable_margins: np.ndarray,
                       lowest: float = -math.inf) -> tuple[float, float]:
     """(threshold, F1 in %) maximising SQuAD 2.0 F1 over answerable pairs (own paragraph; `own_f1` is
-    each one's span F1 in [0, 1] when answered) and unanswerable ones (answer sentences removed; 1
-    when abstained), among thresholds >= `lowest` (a cap on own-paragraph abstention). Abstention is
-    margin > threshold, as served; ties go to the lowest such threshold."""
-    candidates = np.unique(np.concatenate([own_margins, removed_margins, [lowest]]))
+    each one's span F1 in [0, 1] when answered) and unanswerable ones (1 when abstained), among
+    thresholds >= `lowest` (a cap on own-paragraph abstention). Abstention is margin > threshold, as
+    served; ties go to the lowest such threshold."""
+    candidates = np.unique(np.concatenate([own_margins, unanswerable_margins, [lowest]]))
     candidates = candidates[np.isfinite(candidates) & (candidates >= lowest)]
     own_order = np.argsort(own_margins)
     own_sorted, gains = own_margins[own_order], np.cumsum(own_f1[own_order])
     answered_gain = np.where((k := np.searchsorted(own_sorted, candidates, side="right")) > 0, gains[k - 1], 0.0)
-    removed_abstained = len(removed_margins) - np.searchsorted(np.sort(removed_margins), candidates, side="right")
-    totals = (answered_gain + removed_abstained) / (len(own_margins) + len(removed_margins))
+    abstained = len(unanswerable_margins) - np.searchsorted(np.sort(unanswerable_margins), candidates, side="right")
+    totals = (answered_gain + abstained) / (len(own_margins) + len(unanswerable_margins))
     best = int(np.argmax(totals))
     return float(candidates[best]), round(100.0 * float(totals[best]), 2)
 
@@ -150,21 +152,25 @@ def rate(mask: np.ndarray) -> float:
     return round(100.0 * float(mask.mean()), 2) if len(mask) else float("nan")
 
 
-def on_topic_threshold(own: Scored, own_f1: np.ndarray, removed: Scored) -> tuple[float, dict]:
+def on_topic_threshold(own: Scored, own_f1: np.ndarray, unanswerable: Mapping[str, Scored]) -> tuple[float, dict]:
     """The on-topic rule: the threshold with the best SQuAD 2.0 F1 over the held-out questions on their
-    own paragraph plus the same questions with their answer sentences removed, among thresholds that
-    give up at most MAX_OWN_F1_LOSS points of own-paragraph F1, and never above the own-cap rule's
-    threshold (so wrong-context abstention stays at least where that rule puts it)."""
+    own paragraph plus the on-topic unanswerable ones (`unanswerable`, by kind: the same questions made
+    unanswerable on their own paragraph), among thresholds that give up at most MAX_OWN_F1_LOSS points
+    of own-paragraph F1, and never above the own-cap rule's threshold (so wrong-context abstention
+    stays at least where that rule puts it)."""
+    negatives = np.concatenate([scored.margins for scored in unanswerable.values()])
     ceiling = lowest_threshold_within(own.margins)
     floor = min(lowest_threshold_losing_at_most(own.margins, own_f1, MAX_OWN_F1_LOSS), ceiling)
-    best, f1 = best_f1_threshold(own.margins, own_f1, removed.margins, lowest=floor)
+    best, _ = best_f1_threshold(own.margins, own_f1, negatives, lowest=floor)
     threshold = min(best, ceiling)
     answered = ~own.abstains(threshold)
-    figures = {"own_plus_removed_f1": round(100.0 * (own_f1[answered].sum() + removed.abstains(threshold).sum())
-                                            / (len(own_f1) + len(removed.margins)), 2),
-               "own_f1_lost": round(100.0 * float(own_f1[~answered].sum()) / len(own_f1), 2),
-               "answer_removed_questions": len(removed.margins),
-               "answer_removed_abstention_pct": rate(removed.abstains(threshold))}
+    figures: dict = {
+        "own_plus_unanswerable_f1": round(100.0 * (own_f1[answered].sum() + (negatives > threshold).sum())
+                                          / (len(own_f1) + len(negatives)), 2),
+        "own_f1_lost": round(100.0 * float(own_f1[~answered].sum()) / len(own_f1), 2)}
+    for kind, scored in unanswerable.items():
+        figures[f"{kind}_questions"] = len(scored.margins)
+        figures[f"{kind}_abstention_pct"] = rate(scored.abstains(threshold))
     return threshold, figures
 
 
@@ -183,14 +189,19 @@ def calibrate_served(engine: QAEngine, model_dir: Path, train_file: str, limit: 
                          "have no valid span in their own paragraph")
     extra: dict = {}
     if rule == "on-topic":
-        from train.hard_examples import remove_answer_sentences
+        from train.hard_examples import entity_swapped_twins, remove_answer_sentences
         from train.metrics.squad_v1 import f1_score
 
         pairs = [(e, c) for e in examples if (c := remove_answer_sentences(e)) is not None]
-        removed = score_pairs(engine, [e.question for e, _ in pairs], [c for _, c in pairs], "held-out, removed")
+        swapped = entity_swapped_twins(examples, 1.0, SEED, article=examples).examples
+        unanswerable = {
+            "answer_removed": score_pairs(engine, [e.question for e, _ in pairs], [c for _, c in pairs],
+                                          "held-out, answer removed"),
+            "entity_swapped": score_pairs(engine, [e.question for e in swapped], [e.context for e in swapped],
+                                          "held-out, entity swapped")}
         own_f1 = np.array([max(f1_score(span, gold) for gold in e.answer_texts) if span else 0.0
                            for e, span in zip(examples, own.spans)])
-        threshold, extra = on_topic_threshold(own, own_f1, removed)
+        threshold, extra = on_topic_threshold(own, own_f1, unanswerable)
     return {
         "null_threshold": threshold,
         "rule": RULES[rule],

@@ -36,6 +36,26 @@ def calibration_dir(tiny_bert_dir, tmp_path, fixtures_dir):
     return model_dir, tmp_path / "v2.json"
 
 
+def test_the_on_topic_rule_scores_both_kinds_of_on_topic_unanswerable_questions(calibration_dir):
+    model_dir, _ = calibration_dir
+    # A second paragraph in one held-out article gives its questions names to swap in.
+    config = yaml.safe_load((model_dir / TRAIN_CONFIG_FILE).read_text())
+    raw = json.loads(open(config["data"]["train_file"], encoding="utf-8").read())
+    lighthouses = next(a for a in raw["data"] if a["title"] == "Lighthouses")
+    lighthouses["paragraphs"].append({"context": "The Cape Mora lighthouse was lit in 1902 by Anton Weiss.", "qas": [
+        {"id": "cape-mora", "question": "Who lit the Cape Mora lighthouse?",
+         "answers": [{"text": "Anton Weiss", "answer_start": 44}]}]})
+    config["data"]["train_file"] = str(model_dir / "train.json")
+    (model_dir / "train.json").write_text(json.dumps(raw))
+    (model_dir / TRAIN_CONFIG_FILE).write_text(yaml.safe_dump(config))
+
+    report = calibrate(model_dir, parts=["served"], backend="torch", rule="on-topic")["served"]
+    assert report["rule"].startswith("best F1 over own-paragraph plus on-topic unanswerable")
+    assert report["answer_removed_questions"] > 0 and report["entity_swapped_questions"] > 0
+    assert 0 <= report["entity_swapped_abstention_pct"] <= 100
+    assert report["null_threshold"] == load_params(model_dir).null_threshold
+
+
 def test_lowest_threshold_keeps_own_abstention_within_the_rate():
     margins = np.arange(200, dtype=np.float64)  # 0..199
     t = lowest_threshold_within(margins, 0.01)
@@ -134,6 +154,27 @@ def test_the_on_topic_rule_never_rises_above_the_own_cap_threshold():
     own = Scored([""] * 500, rng.normal(-4, 3, 500))
     for removed_mean in (-10.0, 6.0):  # negatives that look answerable, and ones that are easy to refuse
         removed = Scored([""] * 300, rng.normal(removed_mean, 2, 300))
-        threshold, figures = on_topic_threshold(own, rng.uniform(0.5, 1, 500), removed)
+        threshold, figures = on_topic_threshold(own, rng.uniform(0.5, 1, 500), {"answer_removed": removed})
         assert threshold <= lowest_threshold_within(own.margins)
         assert figures["own_f1_lost"] <= 0.5 or threshold == lowest_threshold_within(own.margins)
+
+
+def test_the_on_topic_rule_weighs_every_kind_of_unanswerable_question():
+    import numpy as np
+
+    from train.calibrate import Scored, best_f1_threshold, on_topic_threshold
+
+    rng = np.random.default_rng(3)
+    own = Scored([""] * 400, rng.normal(-6, 2, 400))
+    own_f1 = np.where(own.margins < -3, 1.0, 0.1)  # confident answers are right, hesitant ones mostly wrong
+    removed = Scored([""] * 200, rng.normal(4, 1, 200))  # refused at the own-cap threshold already
+    swapped = Scored([""] * 200, rng.normal(-2, 0.2, 200))  # refusing them costs a few hesitant answers
+    alone, _ = on_topic_threshold(own, own_f1, {"answer_removed": removed})
+    both, figures = on_topic_threshold(own, own_f1, {"answer_removed": removed, "entity_swapped": swapped})
+    assert both < alone  # the swapped questions pull the threshold down
+    assert figures["entity_swapped_questions"] == 200 and figures["answer_removed_questions"] == 200
+    assert figures["entity_swapped_abstention_pct"] == pytest.approx(100 * np.mean(swapped.margins > both), abs=0.01)
+    pooled = np.concatenate([removed.margins, swapped.margins])
+    assert figures["own_plus_unanswerable_f1"] == pytest.approx(
+        100 * (own_f1[own.margins <= both].sum() + (pooled > both).sum()) / 800, abs=0.01)
+    assert both >= best_f1_threshold(own.margins, own_f1, pooled)[0] or figures["own_f1_lost"] <= 0.5
