@@ -135,10 +135,14 @@ def load_data(config: ExperimentConfig) -> TrainData:
                     len(swapped.examples), swapped.skipped)
     if replayed:
         logger.info("replayed %d questions of %s beside %d of the domain", len(replayed), d.replay_file, len(kept))
-    return TrainData(kept + unanswerable + removed.examples + swapped.examples + replayed, eval_examples, titles,
-                     len(heldout), len(unanswerable), without_partner, len(removed.examples), removed.skipped,
-                     len(distracted.examples), distracted.skipped, len(swapped.examples), swapped.skipped,
-                     len(replayed))
+    return TrainData(
+        train=kept + unanswerable + removed.examples + swapped.examples + replayed, evaluation=eval_examples,
+        heldout_titles=titles, heldout_questions=len(heldout),
+        unanswerable_pairs=len(unanswerable), unanswerable_without_partner=without_partner,
+        answer_removed=len(removed.examples), answer_removed_skipped=removed.skipped,
+        distractors=len(distracted.examples), distractors_skipped=distracted.skipped,
+        entity_swapped=len(swapped.examples), entity_swapped_skipped=swapped.skipped,
+        replayed=len(replayed))
 
 
 def replay_sample(replay_file: str, heldout_titles: list[str], count: int, seed: int) -> list:
