@@ -102,9 +102,11 @@ gate:  ## exit 0 pass, 1 refused, 2 error; compared with the champion (the regis
 	$(PYTHON) -m train.gate --model $(MODEL) $(GATE_SOURCE) --backend $(BACKEND) $(GATE_THRESHOLDS) $(if $(LIMIT),--limit $(LIMIT)) $(if $(CHAMPION),--champion $(CHAMPION))
 
 FROM ?= outputs/minilm-squad
+# The packaged graph's answers, for the gate's champion comparison; they quote dev, so never in MODEL.
+PACKAGE_ANSWERS ?= outputs/package/answers.json
 package:  ## the shipped model from a trained dir: fp16, exported, scored on all of DEV_DATA, fp32 and int8 gated: make package [FROM=dir] [MODEL=dir]
-	$(PYTHON) -m train.package --model $(FROM) --out $(MODEL) --data $(DEV_DATA)
-	$(PYTHON) -m train.gate --model $(MODEL) --metrics $(MODEL)/metrics.json
+	$(PYTHON) -m train.package --model $(FROM) --out $(MODEL) --data $(DEV_DATA) --predictions $(PACKAGE_ANSWERS)
+	$(PYTHON) -m train.gate --model $(MODEL) --metrics $(MODEL)/metrics.json --predictions $(PACKAGE_ANSWERS)
 	$(PYTHON) -m train.gate --model $(MODEL) --data $(DEV_DATA) --backend onnx-int8
 	$(PYTHON) -m train.profile --model $(MODEL) --data $(DEV_DATA)
 	$(PYTHON) -m train.card --model $(MODEL)

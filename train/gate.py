@@ -1,16 +1,18 @@
 """Refuse a model that does not meet its thresholds, or that is worse than the champion.
 
-    python -m train.gate --model DIR [--data FILE | --metrics FILE] [--config CFG] [--backend B]
-                         [--champion DIR | models:/NAME@ALIAS | none]
+    python -m train.gate --model DIR [--data FILE | --metrics FILE [--predictions FILE]] [--config CFG]
+                         [--backend B] [--champion DIR | models:/NAME@ALIAS | none]
 
 Thresholds come from --config; else from the config file the model was trained with (its path is in
 DIR/metrics.json), so editing that file moves the gate; else from the copy saved in DIR/train_config.yaml.
-Scores come from --metrics, or from evaluating the model now on --data (default: the config's
-validation file and max_eval_examples). The absolute thresholds are a floor. Above it, the model is
-compared with the champion (--champion, else the registry's alias holder, e.g.
-models:/minilm-l6-squad@champion) on the same questions and backend: the paired bootstrap of
-per-question F1 (train/compare.py) must not lie wholly below 0 (config gate.champion: not_worse;
-"better" wants it wholly above 0). Prints a table and exits 0 on pass, 1 on refusal, 2 on error.
+Scores come from --metrics (with the answers they were computed from: --predictions, else the
+predictions.json beside it, else answered again for the champion comparison), or from evaluating
+the model now on --data (default: the config's validation file and max_eval_examples). The
+absolute thresholds are a floor. Above it, the model is compared with the champion (--champion,
+else the registry's alias holder, e.g. models:/minilm-l6-squad@champion) on the same questions and
+backend: the paired bootstrap of per-question F1 (train/compare.py) must not lie wholly below 0
+(config gate.champion: not_worse; "better" wants it wholly above 0). Prints a table and exits 0 on
+pass, 1 on refusal, 2 on error.
 """
 
 from __future__ import annotations
@@ -114,13 +116,16 @@ def compare_with_champion(champion: Champion, predictions: dict[str, str], metri
     data_file = metrics.get("data_file")
     if not data_file or not Path(data_file).is_file():
         raise ValueError(f"the champion comparison needs the challenger's data file, got {data_file!r}")
-    examples = load_squad(data_file)[: metrics.get("limit")]
+    refs = references(load_squad(data_file)[: metrics.get("limit")])
+    challenger = per_question_f1(refs, predictions)
+    if "f1" in metrics and abs(float(challenger.mean()) - float(metrics["f1"])) > 0.01:
+        raise ValueError(f"the challenger's answers score F1 {challenger.mean():.2f}, its metrics say "
+                         f"{float(metrics['f1']):.2f}: they are not the answers those metrics were computed from")
     champion_predictions, champion_metrics = evaluate_model(champion.directory, data_file, str(metrics["backend"]),
                                                             metrics.get("limit"))
     if champion_metrics["backend"] != metrics["backend"]:
         raise ValueError(f"the champion ran on {champion_metrics['backend']}, the challenger on {metrics['backend']}")
-    refs = references(examples)
-    return paired_difference(per_question_f1(refs, predictions), per_question_f1(refs, champion_predictions))
+    return paired_difference(challenger, per_question_f1(refs, champion_predictions))
 
 
 def checks_for(config: ExperimentConfig, metrics: dict, reference_f1: float | None = None) -> list[Check]:
@@ -191,8 +196,10 @@ def gate_model(
     reference_metrics: str | Path | None = None,
     champion: str | None = None,
     config: ExperimentConfig | None = None,
+    predictions_file: str | Path | None = None,
 ) -> GateResult:
-    """Judge MODEL_DIR: scores from `metrics_file` (with the predictions.json beside it), or from
+    """Judge MODEL_DIR: scores from `metrics_file` (with its answers: `predictions_file`, else the
+    predictions.json beside it), or from
     evaluating it now on `data` (default: the config's validation file and max_eval_examples); an
     int8 score is also compared with the fp32 metrics.json of the directory (or `reference_metrics`),
     and every score with the champion's on the same questions (`champion`, else the registry's)."""
@@ -201,9 +208,11 @@ def gate_model(
     predictions = None
     if metrics_file:
         metrics = json.loads(Path(metrics_file).read_text(encoding="utf-8"))
-        beside = Path(metrics_file).parent / PREDICTIONS_FILE
-        if beside.is_file():
-            predictions = json.loads(beside.read_text(encoding="utf-8"))
+        answers = Path(predictions_file) if predictions_file else Path(metrics_file).parent / PREDICTIONS_FILE
+        if predictions_file or answers.is_file():
+            predictions = json.loads(answers.read_text(encoding="utf-8"))
+            if not isinstance(predictions, dict):
+                raise ValueError(f"{answers}: expected a JSON object of answers by question id")
     else:
         from train.evaluate import evaluate_model
 
@@ -275,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data", help="evaluate on this SQuAD file now")
     source.add_argument("--metrics", help="use an existing metrics.json")
+    parser.add_argument("--predictions", help="with --metrics: the answers it was scored from (default: the "
+                                              "predictions.json beside it)")
     parser.add_argument("--config", help="thresholds from this config instead of the model's own")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--limit", type=positive_int, default=None)
@@ -284,8 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def stage() -> int:
+        if args.predictions and not args.metrics:
+            raise ValueError("--predictions goes with --metrics (with --data the gate answers the questions itself)")
         result = gate_model(args.model, args.data, args.metrics, args.config, args.backend, args.limit,
-                            args.reference_metrics, args.champion)
+                            args.reference_metrics, args.champion, predictions_file=args.predictions)
         print(f"gate for {args.model} ({result.metrics.get('backend', '?')}, "
               f"{result.metrics.get('questions', '?')} questions, thresholds from {result.config.source})")
         if result.difference is not None:

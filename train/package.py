@@ -7,7 +7,9 @@ in float16 (half the bytes; the backends compute in float32). Because rounding t
 weights, OUT is exported to ONNX and scored again on the full --data file (default: the training
 config's validation file) through the serving engine with the fp32 graph (the export checks it
 against torch; it is 2-3x faster to evaluate here), and that is the metrics.json the card and the
-gate use. Exit codes: 0 ok, 2 error.
+gate use. With --predictions FILE (outside OUT: the answers quote the data), those answers are kept
+for the gate (`train.gate --metrics OUT/metrics.json --predictions FILE`), which then compares OUT
+with the champion without answering every question again. Exit codes: 0 ok, 2 error.
 """
 
 from __future__ import annotations
@@ -54,8 +56,10 @@ def to_float16(src: Path, dest: Path) -> int:
     return dest.stat().st_size
 
 
-def package(model_dir: str | Path, out: str | Path, data_file: str | None = None) -> dict:
-    """Build OUT from MODEL_DIR and score it; returns OUT's metrics."""
+def package(model_dir: str | Path, out: str | Path, data_file: str | None = None,
+            predictions_file: str | Path | None = None) -> dict:
+    """Build OUT from MODEL_DIR and score it; returns OUT's metrics. `predictions_file` (not inside
+    OUT) receives the answers the metrics were computed from."""
     from qa.backends import ONNX_FP32
     from qa.files import write_json
     from train.card import write_model_card
@@ -70,6 +74,9 @@ def package(model_dir: str | Path, out: str | Path, data_file: str | None = None
     source_metrics = json.loads((model_dir / METRICS_FILE).read_text(encoding="utf-8"))
     config = load_config(model_dir / TRAIN_CONFIG_FILE)
     config.source = source_metrics.get("training", {}).get("config") or config.source
+    if predictions_file is not None and Path(predictions_file).resolve().is_relative_to(out.resolve()):
+        raise PackageError(f"--predictions {predictions_file}: keep it outside {out}; answers quote the data, "
+                           "and the model directory is shipped")
     data_file = data_file or config.data.validation_file
     if not data_file:
         raise PackageError(f"{model_dir}/train_config.yaml: data.validation_file is not set; pass --data")
@@ -81,7 +88,7 @@ def package(model_dir: str | Path, out: str | Path, data_file: str | None = None
     model_config["dtype"] = "float16"
     write_json(staging / CONFIG_FILE, model_config)
     export_model(staging, log=lambda _message: None)
-    _, metrics = evaluate_model(staging, data_file, ONNX_FP32, None)
+    predictions, metrics = evaluate_model(staging, data_file, ONNX_FP32, None)
     metrics["model_dir"] = str(out)
     metrics["training"] = source_metrics.get("training", {})
     for key in ("weight_ensemble", "averaged_checkpoints"):  # how the weights were made, for the card
@@ -95,6 +102,8 @@ def package(model_dir: str | Path, out: str | Path, data_file: str | None = None
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
+    if predictions_file is not None:
+        write_json(predictions_file, predictions)
     return metrics
 
 
@@ -103,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="trained model directory (training.output_dir)")
     parser.add_argument("--out", required=True, help="the shipped directory to (re)write")
     parser.add_argument("--data", help="SQuAD file to score OUT on (default: the config's validation file)")
+    parser.add_argument("--predictions", help="keep the answers scored here, for the gate (a file outside OUT)")
     args = parser.parse_args(argv)
     from qa.errors import ModelLoadError
     from train.cli import run_stage
@@ -111,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from train.export import ExportError
 
     def stage() -> None:
-        metrics = package(args.model, args.out, args.data)
+        metrics = package(args.model, args.out, args.data, args.predictions)
         size = sum(p.stat().st_size for p in Path(args.out).rglob("*") if p.is_file())
         print(json.dumps({"out": args.out, "exact_match": metrics["exact_match"], "f1": metrics["f1"],
                           "questions": metrics["questions"], "bytes": size}))

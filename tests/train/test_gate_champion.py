@@ -82,10 +82,10 @@ def challenger(tmp_path: Path, fixtures_dir: Path, predictions: dict, rule: str,
     return directory, config
 
 
-def gate(directory: Path, config: Path, champion) -> subprocess.CompletedProcess:
+def gate(directory: Path, config: Path, champion, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "train.gate", "--model", str(directory), "--metrics", str(directory / METRICS_FILE),
-         "--config", str(config), "--champion", str(champion)],
+         "--config", str(config), "--champion", str(champion), *extra],
         cwd=ROOT, env={**os.environ, "DISABLE_MLFLOW_INTEGRATION": "TRUE", "HF_HUB_OFFLINE": "1"},
         capture_output=True, text=True, timeout=300)
 
@@ -133,3 +133,24 @@ def test_gold_answers_are_better_beyond_noise(tmp_path, fixtures_dir, champion_p
     assert result.returncode == 0, result.stdout + result.stderr
     assert "f1_vs_champion_ci_low" in result.stdout
     assert gate(directory, config, "none").returncode == 0  # no champion: the floor alone
+
+
+def test_answers_kept_elsewhere_serve_the_comparison_and_stale_ones_are_refused(tmp_path, fixtures_dir,
+                                                                              champion_predictions):
+    predictions, _ = champion_predictions
+    directory, config = challenger(tmp_path, fixtures_dir, {qid: "" for qid in predictions}, "not_worse")
+    kept = tmp_path / "answers.json"
+    (directory / PREDICTIONS_FILE).rename(kept)  # a packaged directory keeps no answers; the packager kept them here
+    result = gate(directory, config, SHIPPED, "--predictions", str(kept))
+    assert result.returncode == 1 and "f1_vs_champion_ci_high" in result.stdout, result.stdout + result.stderr
+
+    kept.write_text(json.dumps(predictions))  # another model's answers: they do not give these metrics' F1
+    result = gate(directory, config, SHIPPED, "--predictions", str(kept))
+    assert result.returncode == 2 and "not the answers those metrics were computed from" in result.stderr
+
+
+def test_answers_for_the_gate_are_kept_outside_the_shipped_directory(tmp_path):
+    from train.package import PackageError, package
+
+    with pytest.raises(PackageError, match="keep it outside"):
+        package(SHIPPED, tmp_path / "out", predictions_file=tmp_path / "out" / "answers.json")

@@ -14,8 +14,10 @@ pytestmark = pytest.mark.slow
 def packaged(tmp_path_factory, fixtures_dir):
     trained = train_tiny(tmp_path_factory.mktemp("package"), fixtures_dir)
     out = trained["root"] / "shipped"
-    result = run_module("train.package", "--model", str(trained["model"]), "--out", str(out))
-    return {"trained": trained["model"], "out": out, "config": trained["config"],
+    answers = trained["root"] / "answers.json"
+    result = run_module("train.package", "--model", str(trained["model"]), "--out", str(out),
+                        "--predictions", str(answers))
+    return {"trained": trained["model"], "out": out, "config": trained["config"], "answers": answers,
             "summary": json.loads(result.stdout.strip().splitlines()[-1])}
 
 
@@ -46,6 +48,8 @@ def test_metrics_are_those_of_the_stored_weights(packaged, fixtures_dir, tmp_pat
     again = json.loads((tmp_path / "metrics.json").read_text())
     assert (again["exact_match"], again["f1"]) == (metrics["exact_match"], metrics["f1"])
     assert packaged["summary"]["f1"] == metrics["f1"]
+    # The answers kept for the gate are the ones scored.
+    assert json.loads(packaged["answers"].read_text()) == json.loads((tmp_path / "predictions.json").read_text())
 
 
 def test_the_gate_reads_the_config_the_model_was_trained_with(packaged):
