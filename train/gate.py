@@ -199,10 +199,10 @@ def gate_model(
     predictions_file: str | Path | None = None,
 ) -> GateResult:
     """Judge MODEL_DIR: scores from `metrics_file` (with its answers: `predictions_file`, else the
-    predictions.json beside it), or from
-    evaluating it now on `data` (default: the config's validation file and max_eval_examples); an
-    int8 score is also compared with the fp32 metrics.json of the directory (or `reference_metrics`),
-    and every score with the champion's on the same questions (`champion`, else the registry's)."""
+    predictions.json beside it), or from evaluating it now on `data` (default: the config's
+    validation file and max_eval_examples); an int8 score is also compared with the fp32
+    metrics.json of the directory (or `reference_metrics`), and every score with the champion's on
+    the same questions (`champion`, else the registry's)."""
     model_dir = Path(model_dir)
     config = config or model_config(model_dir, config_file)
     predictions = None
