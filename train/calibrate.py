@@ -34,6 +34,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -46,6 +47,9 @@ from train.config import ConfigError, expand_env, model_config
 from train.data import SquadExample, SquadFormatError, load_squad, references
 from train.metrics.squad_v1 import compute_score
 from train.metrics.squad_v2 import compute_score_v2
+
+if TYPE_CHECKING:
+    from train.hard_examples import Built
 
 PARTS = ("served", "v2", "wrong", "v1")
 MAX_OWN_ABSTENTION = 0.01  # the own-cap rule: at most 1 % of right-document questions abstain
@@ -174,6 +178,15 @@ def on_topic_threshold(own: Scored, own_f1: np.ndarray, unanswerable: Mapping[st
     return threshold, figures
 
 
+def on_topic_unanswerable(examples: Sequence[SquadExample]) -> tuple[list[tuple[SquadExample, str]], Built]:
+    """The questions made unanswerable on their own paragraph: (question, its paragraph less the
+    answer's sentences) pairs, and the entity-swapped twins (seeded; names from the same examples)."""
+    from train.hard_examples import entity_swapped_twins, remove_answer_sentences
+
+    removed = [(e, context) for e in examples if (context := remove_answer_sentences(e)) is not None]
+    return removed, entity_swapped_twins(examples, 1.0, SEED, article=examples)
+
+
 def calibrate_served(engine: QAEngine, model_dir: Path, train_file: str, limit: int | None,
                      rule: str = "own-cap") -> dict:
     heldout = json.loads((model_dir / HELDOUT_FILE).read_text(encoding="utf-8"))
@@ -189,16 +202,14 @@ def calibrate_served(engine: QAEngine, model_dir: Path, train_file: str, limit: 
                          "have no valid span in their own paragraph")
     extra: dict = {}
     if rule == "on-topic":
-        from train.hard_examples import entity_swapped_twins, remove_answer_sentences
         from train.metrics.squad_v1 import f1_score
 
-        pairs = [(e, c) for e in examples if (c := remove_answer_sentences(e)) is not None]
-        swapped = entity_swapped_twins(examples, 1.0, SEED, article=examples).examples
+        removed_pairs, swapped = on_topic_unanswerable(examples)
         unanswerable = {
-            "answer_removed": score_pairs(engine, [e.question for e, _ in pairs], [c for _, c in pairs],
-                                          "held-out, answer removed"),
-            "entity_swapped": score_pairs(engine, [e.question for e in swapped], [e.context for e in swapped],
-                                          "held-out, entity swapped")}
+            "answer_removed": score_pairs(engine, [e.question for e, _ in removed_pairs],
+                                          [c for _, c in removed_pairs], "held-out, answer removed"),
+            "entity_swapped": score_pairs(engine, [e.question for e in swapped.examples],
+                                          [e.context for e in swapped.examples], "held-out, entity swapped")}
         own_f1 = np.array([max(f1_score(span, gold) for gold in e.answer_texts) if span else 0.0
                            for e, span in zip(examples, own.spans)])
         threshold, extra = on_topic_threshold(own, own_f1, unanswerable)

@@ -32,11 +32,11 @@ from qa.engine import QAEngine
 from qa.errors import ModelLoadError
 from qa.files import write_json
 from qa.model_dir import HELDOUT_FILE, ROBUSTNESS_FILE, load_params
-from train.calibrate import SEED, lowest_threshold_within, rate, score_pairs, wrong_context_pairs
+from train.calibrate import SEED, lowest_threshold_within, on_topic_unanswerable, rate, score_pairs, wrong_context_pairs
 from train.cli import positive_int, run_stage
 from train.config import ConfigError, model_config
 from train.data import SquadExample, SquadFormatError, load_squad, references
-from train.hard_examples import entity_swapped_twins, remove_answer_sentences, with_distractors
+from train.hard_examples import with_distractors
 from train.metrics.squad_v1 import compute_score
 from train.metrics.squad_v2 import compute_score_v2
 
@@ -87,10 +87,9 @@ def robustness(model_dir: str | Path, backend: str = "auto", limit: int | None =
                              [e.context for e in distracted.examples], "distractor")
     own_spans_of_originals = [own.spans[position[e.id]] for e in originals]
 
-    removed_pairs = [(e, context) for e in examples if (context := remove_answer_sentences(e)) is not None]
+    removed_pairs, swapped_twins = on_topic_unanswerable(examples)
     removed = score_pairs(engine, [e.question for e, _ in removed_pairs], [c for _, c in removed_pairs],
                           "answer removed")
-    swapped_twins = entity_swapped_twins(examples, 1.0, SEED, article=examples)
     swapped = score_pairs(engine, [e.question for e in swapped_twins.examples],
                           [e.context for e in swapped_twins.examples], "entity swapped")
     wrong = score_pairs(engine, [e.question for e in examples], wrong_context_pairs(examples), "wrong")
