@@ -152,8 +152,9 @@ def wrong_context_pairs(examples: Sequence[SquadExample], seed: int = SEED) -> l
     return contexts
 
 
-def rate(mask: np.ndarray) -> float:
-    return round(100.0 * float(mask.mean()), 2) if len(mask) else float("nan")
+def rate(mask: np.ndarray) -> float | None:
+    """Percent of True, or None for no questions (JSON null; NaN is not JSON)."""
+    return round(100.0 * float(mask.mean()), 2) if len(mask) else None
 
 
 def on_topic_threshold(own: Scored, own_f1: np.ndarray, unanswerable: Mapping[str, Scored]) -> tuple[float, dict]:

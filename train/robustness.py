@@ -57,11 +57,13 @@ def heldout_examples(model_dir: Path, limit: int | None = None) -> list[SquadExa
     return examples[:limit]
 
 
-def margin_auc(positive: np.ndarray, negative: np.ndarray) -> float:
+def margin_auc(positive: np.ndarray, negative: np.ndarray) -> float | None:
     """P(margin of an unanswerable pair > margin of an answerable one): the Mann-Whitney U statistic
-    over both sets' sizes (ties count half)."""
+    over both sets' sizes (ties count half); None where either set is empty."""
     from scipy.stats import mannwhitneyu
 
+    if not len(positive) or not len(negative):
+        return None
     both = np.concatenate([positive, negative])
     finite_top = np.max(both[np.isfinite(both)], initial=0.0) + 1.0
     clean = lambda values: np.where(np.isfinite(values), values, finite_top)  # noqa: E731 (+inf: no span at all)
@@ -69,7 +71,13 @@ def margin_auc(positive: np.ndarray, negative: np.ndarray) -> float:
     return float(statistic / (len(positive) * len(negative)))
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def v11_scores(examples: Sequence[SquadExample], spans: Sequence[str]) -> dict:
+    if not examples:  # e.g. no article with a second paragraph to take a distracting sentence from
+        return {"exact_match": None, "f1": None, "questions": 0}
     scores = compute_score(references(examples), {e.id: s for e, s in zip(examples, spans)})
     return {k: round(v, 2) for k, v in scores.items()} | {"questions": len(examples)}
 
@@ -114,18 +122,19 @@ def robustness(model_dir: str | Path, backend: str = "auto", limit: int | None =
         "own": v11_scores(examples, own.spans),
         "distractor": v11_scores(originals, distractor.spans) | {
             "skipped": distracted.skipped,
-            "own_f1_same_questions": round(v11_scores(originals, own_spans_of_originals)["f1"], 2)},
+            "own_f1_same_questions": v11_scores(originals, own_spans_of_originals)["f1"]},
         "answer_removed": {"questions": len(removed_pairs), "skipped": len(examples) - len(removed_pairs),
-                           "margin_auc": round(margin_auc(own.margins, removed.margins), 4),
+                           "margin_auc": _rounded(margin_auc(own.margins, removed.margins)),
                            "best_f1_own_plus_removed": round(best["best_f1"], 2),
                            "best_f1_threshold": round(best["best_f1_thresh"], 4)},
         "entity_swapped": {"questions": len(swapped_twins.examples), "skipped": swapped_twins.skipped,
-                           "margin_auc": round(margin_auc(own.margins, swapped.margins), 4)},
+                           "margin_auc": _rounded(margin_auc(own.margins, swapped.margins))},
         "served_threshold": abstention(load_params(model_dir).null_threshold),
         "served_rule_threshold": abstention(lowest_threshold_within(own.margins)),
     }
-    report["distractor"]["f1_change"] = round(report["distractor"]["f1"]
-                                              - report["distractor"]["own_f1_same_questions"], 2)
+    distractor = report["distractor"]
+    distractor["f1_change"] = (None if distractor["f1"] is None
+                               else round(distractor["f1"] - distractor["own_f1_same_questions"], 2))
     write_json(model_dir / ROBUSTNESS_FILE, report)
     return report
 
