@@ -104,8 +104,9 @@ gate:  ## exit 0 pass, 1 refused, 2 error; compared with the champion (the regis
 FROM ?= outputs/minilm-squad
 # The packaged graph's answers, for the gate's champion comparison; they quote dev, so never in MODEL.
 PACKAGE_ANSWERS ?= outputs/package/answers.json
-package:  ## the shipped model from a trained dir: fp16, exported, scored on all of DEV_DATA, fp32 and int8 gated: make package [FROM=dir] [MODEL=dir]
+package:  ## the shipped model from a trained dir: fp16, exported, scored on all of DEV_DATA, threshold calibrated on held-out articles, fp32 and int8 gated: make package [FROM=dir] [MODEL=dir] [RULE=own-cap|on-topic]
 	$(PYTHON) -m train.package --model $(FROM) --out $(MODEL) --data $(DEV_DATA) --predictions $(PACKAGE_ANSWERS)
+	$(PYTHON) -m train.calibrate --model $(MODEL) --backend onnx-int8 --parts served $(if $(RULE),--rule $(RULE))
 	$(PYTHON) -m train.gate --model $(MODEL) --metrics $(MODEL)/metrics.json --predictions $(PACKAGE_ANSWERS)
 	$(PYTHON) -m train.gate --model $(MODEL) --data $(DEV_DATA) --backend onnx-int8
 	$(PYTHON) -m train.profile --model $(MODEL) --data $(DEV_DATA)

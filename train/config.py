@@ -159,6 +159,10 @@ class GateConfig:
     champion: str = "not_worse"
     # When set, the challenger's F1 may also fall at most this far below the champion's (points).
     max_f1_drop_vs_champion: float | None = None
+    # When set, the share of held-out questions paired with another article's paragraph that the model
+    # abstains on at its served threshold (MODEL/calibration.json, train.calibrate --parts served) must
+    # reach this (percent): a better F1 does not buy answering from the wrong document.
+    min_wrong_context_abstention_pct: float | None = None
 
     def validate(self, source: str) -> None:
         for name in ("exact_match", "f1"):
@@ -168,6 +172,10 @@ class GateConfig:
         if self.champion not in CHAMPION_RULES:
             raise ConfigError(source, "gate.champion", f"must be one of {', '.join(CHAMPION_RULES)}, got "
                               f"{self.champion!r}")
+        floor = self.min_wrong_context_abstention_pct
+        if floor is not None and not 0 <= floor <= 100:
+            raise ConfigError(source, "gate.min_wrong_context_abstention_pct",
+                              f"must be between 0 and 100 (percent), got {floor}")
         if self.max_f1_drop_vs_champion is not None and self.max_f1_drop_vs_champion < 0:
             raise ConfigError(source, "gate.max_f1_drop_vs_champion",
                               f"must be 0 or more F1 points, got {self.max_f1_drop_vs_champion}")

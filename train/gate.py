@@ -11,8 +11,10 @@ the model now on --data (default: the config's validation file and max_eval_exam
 absolute thresholds are a floor. Above it, the model is compared with the champion (--champion,
 else the registry's alias holder, e.g. models:/minilm-l6-squad@champion) on the same questions and
 backend: the paired bootstrap of per-question F1 (train/compare.py) must not lie wholly below 0
-(config gate.champion: not_worse; "better" wants it wholly above 0). Prints a table and exits 0 on
-pass, 1 on refusal, 2 on error.
+(config gate.champion: not_worse; "better" wants it wholly above 0). With gate.min_wrong_context_abstention_pct
+set, the model's held-out wrong-context abstention at its served threshold (DIR/calibration.json, written by
+`python -m train.calibrate --parts served`) is a floor too. Prints a table and exits 0 on pass, 1 on
+refusal, 2 on error.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from qa.backends import GRAPH_FILES, INT8_BACKENDS
 from qa.errors import ModelLoadError
 from qa.files import file_sha256, repository_path, write_json
 from qa.model_dir import (
+    CALIBRATION_FILE,
     GATE_RECORD,
     METRICS_FILE,
     PREDICTIONS_FILE,
     WEIGHTS_FILE,
     eval_metrics_file,
     graph_sha256,
+    load_params,
     write_gate_record,
 )
 from train.cli import EXIT_OK, EXIT_REFUSED, positive_int, run_stage
@@ -139,6 +143,26 @@ def checks_for(config: ExperimentConfig, metrics: dict, reference_f1: float | No
     return checks
 
 
+def wrong_context_check(model_dir: Path, floor: float) -> Check:
+    """The held-out wrong-context abstention that train.calibrate measured at the threshold now served."""
+    calibration_file = model_dir / CALIBRATION_FILE
+    remedy = f"run python -m train.calibrate --model {model_dir} --parts served"
+    try:
+        served = json.loads(calibration_file.read_text(encoding="utf-8"))["served"]
+        measured, calibrated_at = float(served["wrong_abstention_pct"]), float(served["null_threshold"])
+    except FileNotFoundError:
+        raise ValueError(f"{calibration_file}: missing, and gate.min_wrong_context_abstention_pct needs its "
+                         f"served.wrong_abstention_pct ({remedy})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{calibration_file}: no served.wrong_abstention_pct and served.null_threshold "
+                         f"({type(exc).__name__}: {exc}; {remedy})") from None
+    served_threshold = load_params(model_dir).null_threshold
+    if abs(calibrated_at - served_threshold) > 1e-6:
+        raise ValueError(f"{calibration_file}: served.null_threshold {calibrated_at} is not the threshold "
+                         f"{model_dir} serves ({served_threshold}): its figures are stale ({remedy})")
+    return Check("wrong_context_abstention_pct", floor, measured)
+
+
 def same_questions(metrics: dict, reference: dict, reference_path) -> None:
     """The int8-vs-fp32 comparison is only meaningful on the same questions of the same file."""
     for key in ("data_sha256", "questions"):
@@ -205,6 +229,8 @@ def gate_model(
     the same questions (`champion`, else the registry's)."""
     model_dir = Path(model_dir)
     config = config or model_config(model_dir, config_file)
+    floor = config.gate.min_wrong_context_abstention_pct
+    abstention = wrong_context_check(model_dir, floor) if floor is not None else None  # before any dev pass
     predictions = None
     if metrics_file:
         metrics = json.loads(Path(metrics_file).read_text(encoding="utf-8"))
@@ -230,7 +256,7 @@ def gate_model(
         reference = json.loads(Path(reference_metrics).read_text(encoding="utf-8"))
         same_questions(metrics, reference, reference_metrics)
         reference_f1 = float(reference["f1"])
-    checks = checks_for(config, metrics, reference_f1)
+    checks = checks_for(config, metrics, reference_f1) + ([abstention] if abstention else [])
     # A drop bound compares with the champion even when the bootstrap rule is off.
     compares = config.gate.champion != "off" or config.gate.max_f1_drop_vs_champion is not None
     found = find_champion(model_dir, config, champion) if compares else None

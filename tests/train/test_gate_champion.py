@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from qa.model_dir import GATE_RECORD, METRICS_FILE, PREDICTIONS_FILE
+from qa.model_dir import CALIBRATION_FILE, GATE_RECORD, METRICS_FILE, PREDICTIONS_FILE, load_params
 from train.compare import paired_difference
 from train.config import ConfigError, config_from_dict
 from train.data import load_squad
@@ -39,6 +39,7 @@ def test_paired_difference_reads_worse_same_and_better():
 @pytest.mark.parametrize("field, value, problem", [
     ("champion", "maybe", "gate.champion: must be one of not_worse, better, off"),
     ("max_f1_drop_vs_champion", -1, "gate.max_f1_drop_vs_champion: must be 0 or more"),
+    ("min_wrong_context_abstention_pct", 120, "gate.min_wrong_context_abstention_pct: must be between 0 and 100"),
     # What YAML makes of an unquoted `champion: off`.
     ("champion", yaml.safe_load("champion: off")["champion"], "gate.champion: must be a string, got False: "
      "YAML reads an unquoted off/on/no/yes as a boolean, so quote it"),
@@ -147,6 +148,33 @@ def test_answers_kept_elsewhere_serve_the_comparison_and_stale_ones_are_refused(
     kept.write_text(json.dumps(predictions))  # another model's answers: they do not give these metrics' F1
     result = gate(directory, config, SHIPPED, "--predictions", str(kept))
     assert result.returncode == 2 and "not the answers those metrics were computed from" in result.stderr
+
+
+def test_wrong_context_abstention_is_a_floor_read_from_the_calibration_of_the_served_threshold(
+        tmp_path, fixtures_dir, champion_predictions):
+    predictions, _ = champion_predictions
+    directory, config = challenger(tmp_path, fixtures_dir, predictions, "not_worse",
+                                   ", min_wrong_context_abstention_pct: 99.0")
+    served_threshold = load_params(directory).null_threshold
+
+    def calibrated(wrong_pct: float, threshold: float = served_threshold) -> None:
+        (directory / CALIBRATION_FILE).write_text(json.dumps(
+            {"served": {"null_threshold": threshold, "wrong_abstention_pct": wrong_pct}}))
+
+    calibrated(99.5)
+    result = gate(directory, config, "none")
+    assert result.returncode == 0 and "wrong_context_abstention_pct  >= 99.00" in result.stdout, result.stdout
+    calibrated(98.16)  # a better reader that answers from the wrong document more often
+    result = gate(directory, config, "none")
+    assert result.returncode == 1 and "REFUSED" in result.stdout, result.stdout + result.stderr
+    assert "98.16     FAIL" in result.stdout
+    calibrated(99.5, threshold=served_threshold + 1.0)  # measured at another threshold than qa.json's
+    result = gate(directory, config, "none")
+    assert result.returncode == 2 and "stale" in result.stderr and CALIBRATION_FILE in result.stderr
+    (directory / CALIBRATION_FILE).unlink()
+    result = gate(directory, config, "none")
+    assert result.returncode == 2 and f"{directory / CALIBRATION_FILE}: missing" in result.stderr
+    assert "train.calibrate" in result.stderr
 
 
 def test_answers_for_the_gate_are_kept_outside_the_shipped_directory(tmp_path):
