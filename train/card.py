@@ -109,9 +109,12 @@ def _ensemble_lines(metrics: dict) -> list[str]:
     mix = metrics.get("weight_ensemble")
     if not isinstance(mix, dict):
         return []
-    return [f"- Weight-space ensemble after training: {mix.get('champion_share')} of each weight is the champion's "
-            f"(`{repository_path(mix.get('champion'))}`), the rest the adapted model's; F1 on the eval data "
-            f"{mix.get('before', {}).get('f1', float('nan')):.2f} before the mix"]
+    line = (f"- Weight-space ensemble after training: {mix.get('champion_share')} of each weight is the champion's "
+            f"(`{repository_path(mix.get('champion'))}`), the rest this run's")
+    if "before" in mix:  # train.adapt: scored on the domain's eval data
+        return [line + f"; F1 on the eval data {mix['before'].get('f1', float('nan')):.2f} before the mix"]
+    return [line + f"; F1 on the {mix.get('heldout_questions')} questions of the held-out train articles "
+            f"{mix.get('run_f1')} before the mix, {mix.get('average_f1')} after ({mix.get('backend')}, train.average)"]
 
 
 def _adaptation_lines(gate) -> list[str]:

@@ -58,3 +58,25 @@ def test_too_few_checkpoints_is_an_error_that_names_them(run_dir, tmp_path, caps
     assert main(["--model", str(run_dir), "--last", "4", "--out", str(tmp_path / "avg")]) == 2
     err = capsys.readouterr().err
     assert "--last 4 needs 4 checkpoints" in err and "checkpoint-10, checkpoint-20, checkpoint-30" in err
+
+
+def test_a_weight_space_ensemble_with_another_model_takes_its_share_of_each_weight(run_dir, tmp_path, capsys):
+    other = make_tiny_model(tmp_path / "champion", seed=7)
+    code = main(["--model", str(run_dir), "--with-model", str(other), "--share", "0.25",
+                 "--out", str(tmp_path / "mix")])
+    mixed, run = load_file(tmp_path / "mix" / WEIGHTS_FILE), load_file(run_dir / WEIGHTS_FILE)
+    for name, tensor in load_file(other / WEIGHTS_FILE).items():
+        np.testing.assert_allclose(mixed[name], 0.75 * run[name] + 0.25 * tensor, rtol=1e-5, atol=1e-6)
+    report = json.loads((tmp_path / "mix" / AVERAGE_REPORT).read_text())
+    assert report["shares"] == [0.75, 0.25] and code == (0 if report["f1_change"] > 0 else 1)
+    ensemble = json.loads((tmp_path / "mix" / "metrics.json").read_text())["weight_ensemble"]
+    assert ensemble["champion_share"] == 0.25 and ensemble["average_f1"] == report["average"]["f1"]
+    assert f"0.25 of {other}'s weights" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("share", ["0", "1", "1.5"])
+def test_a_share_outside_zero_to_one_is_an_error_that_quotes_it(run_dir, tmp_path, capsys, share):
+    other = make_tiny_model(tmp_path / "champion", seed=7)
+    assert main(["--model", str(run_dir), "--with-model", str(other), "--share", share,
+                 "--out", str(tmp_path / "mix")]) == 2
+    assert f"--share must lie strictly between 0 and 1, got {float(share)}" in capsys.readouterr().err
