@@ -105,6 +105,18 @@ ADAPT_VERDICTS = (("adapt-domain", "domain dev: better beyond noise"),
                   ("adapt-squad", "SQuAD v1.1 dev: F1 may fall at most the bound"))
 
 
+HARDER_WINDOWS = (("answer_removed_examples", "the paragraph less the sentences holding the answer, labelled [CLS]"),
+                  ("entity_swapped_examples", "a name or number of the question swapped for another of the article's, "
+                                              "labelled [CLS]"),
+                  ("distractor_examples", "a sentence sharing the question's words inserted, answer kept"))
+
+
+def _harder_window_lines(training: dict) -> list[str]:
+    """The harder training questions a run added (train/hard_examples.py), where it added any."""
+    parts = [f"{training[key]} with {what}" for key, what in HARDER_WINDOWS if training.get(key)]
+    return [f"- Harder questions added: {'; '.join(parts)}"] if parts else []
+
+
 def _ensemble_lines(metrics: dict) -> list[str]:
     mix = metrics.get("weight_ensemble")
     if not isinstance(mix, dict):
@@ -278,7 +290,7 @@ def card_metadata(name: str, config: ExperimentConfig, metrics: dict) -> str:
     from huggingface_hub import EvalResult, ModelCardData
 
     data_file = str(metrics.get("data_file") or "")
-    on_squad = "squad" in Path(data_file).name.lower() or not data_file
+    on_squad = "squad" in data_file.lower() or not data_file  # the file or its folder (data/squad/dev-v1.1.json)
     dataset_type, dataset_name = (SQUAD_HUB_ID, "SQuAD v1.1") if on_squad else (
         f"{Path(data_file).parent.name}-{Path(data_file).stem}".strip("-"), data_file)
     scores = [
@@ -367,6 +379,7 @@ def write_model_card(out: Path, config: ExperimentConfig, metrics: dict) -> None
         f"- Synthetic unanswerable questions: {training.get('unanswerable_examples', 0)} (share "
         f"{d.unanswerable_fraction} of train questions, each paired with another paragraph of its article that "
         f"holds none of its answers) -> {training.get('unanswerable_windows', 0)} windows labelled [CLS]",
+        *_harder_window_lines(training),
         f"- Eval data: `{metrics.get('data_file')}` (sha256 of the JSON `{metrics.get('data_sha256')}`)",
         f"- Hyperparameters: learning rate {t.learning_rate}, epochs {t.num_train_epochs}, batch "
         f"{t.per_device_train_batch_size} x {t.gradient_accumulation_steps} accumulation, warmup ratio "
