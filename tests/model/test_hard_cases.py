@@ -6,11 +6,12 @@ Two behaviours of a trustworthy reader:
 - a sentence that shares the question's words but answers something else does not take the answer
   away from where it was.
 
-The shipped model does the second for an appended sentence and mostly fails the first (it refuses 2
-of the 10 cases, as SQuAD 2.0's unanswerable questions show at scale: NoAns F1 3.7). Its known
-failures are strict xfails, measured with torch, onnx-fp32, onnx-int8 and openvino-int8 alike (every
-refusal margin is over 1 logit from the threshold): a model that starts passing one turns it into a
-failure, so the list is updated with the model that earns it.
+The shipped model (the second version) does the second for an appended sentence and half-fails the
+first: it refuses 3 of the 10 cases on every backend, answers 5 on every backend, and 2 lie within
+1.3 logits of the threshold, refused by some backends and answered by others (measured with torch,
+onnx-fp32, onnx-int8 and openvino-int8). The 5 are strict xfails: a model that starts refusing one
+turns it into a failure, so the list is updated with the model that earns it. The 2 at the
+threshold are plain xfails, since their outcome depends on the backend `auto` picks on the CPU.
 """
 
 import json
@@ -20,16 +21,19 @@ import pytest
 
 CASES = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "hard_cases.json").read_text())
 
-# Answer-removed cases the shipped model still answers (from the paragraph without the answer).
-NOT_YET_REFUSED = {"1874", "Otto Brandt", "23", "the town hall of Elsdorf", "the river Aure", "42 metres",
-                   "Skerry sheep", "35 minutes"}
+# Answer-removed cases the shipped model still answers (from the paragraph without the answer), on every backend.
+NOT_YET_REFUSED = {"1874", "23", "the town hall of Elsdorf", "42 metres", "35 minutes"}
+# Within 1.3 logits of the served threshold: refused on some backends, answered on others.
+AT_THE_THRESHOLD = {"the river Aure", "Skerry sheep"}
 
 
 def _removed_cases():
     for case in CASES["answer_removed"]:
         marks = []
         if case["answer"] in NOT_YET_REFUSED:
-            marks = [pytest.mark.xfail(strict=True, reason="the shipped model answers it (SQuAD 2.0 NoAns F1 3.7)")]
+            marks = [pytest.mark.xfail(strict=True, reason="the shipped model answers it (SQuAD 2.0 NoAns F1 3.3)")]
+        elif case["answer"] in AT_THE_THRESHOLD:
+            marks = [pytest.mark.xfail(strict=False, reason="at the threshold: the outcome depends on the backend")]
         yield pytest.param(case, id=case["answer"], marks=marks)
 
 
@@ -56,7 +60,7 @@ def test_an_appended_distracting_sentence_leaves_the_answer_where_it_was(shipped
     assert _keeps_the_answer(plain, answer, case["context"], 0), (plain.text, answer.text)
 
 
-@pytest.mark.xfail(strict=True, reason="a sentence put first takes the answer in 4 of 10 cases (5 with onnx-int8)")
+@pytest.mark.xfail(strict=True, reason="a sentence put first takes the answer in 4 of 10 cases, on every backend")
 def test_a_prepended_distracting_sentence_leaves_every_answer_where_it_was(shipped_engine):
     moved = []
     for case in CASES["distractor"]:
