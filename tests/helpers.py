@@ -87,3 +87,21 @@ class RecordingBackend:
         if self.poison_id is not None and (inputs["input_ids"] == self.poison_id).any():
             raise FloatingPointError("poisoned window")
         return self.inner(inputs)
+
+
+def holding_out(tiny_model: Path, model_dir: Path, train_file: str | Path, titles: list[str]) -> Path:
+    """A copy of `tiny_model` as a trained run's directory: its config names `train_file` (train and
+    validation) and its run held out the articles `titles` (what calibrate and robustness read)."""
+    import json
+
+    import yaml
+
+    from qa.model_dir import HELDOUT_FILE, TRAIN_CONFIG_FILE
+
+    shutil.copytree(tiny_model, model_dir)
+    config = {"model": {"name_or_path": str(tiny_model)},
+              "data": {"train_file": str(train_file), "validation_file": str(train_file)},
+              "training": {"output_dir": str(model_dir)}, "gate": {"exact_match": 0, "f1": 0}}
+    (model_dir / TRAIN_CONFIG_FILE).write_text(yaml.safe_dump(config))
+    (model_dir / HELDOUT_FILE).write_text(json.dumps({"titles": titles}))
+    return model_dir

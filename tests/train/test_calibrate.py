@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import yaml
+from helpers import holding_out
 
 from qa.engine import QAEngine
-from qa.model_dir import CALIBRATION_FILE, HELDOUT_FILE, TRAIN_CONFIG_FILE, load_params
+from qa.model_dir import CALIBRATION_FILE, TRAIN_CONFIG_FILE, load_params
 from train.calibrate import calibrate, lowest_threshold_within, score_pairs, wrong_context_pairs
 from train.data import load_squad
 
 
 @pytest.fixture()
 def calibration_dir(tiny_bert_dir, tmp_path, fixtures_dir):
-    model_dir = tmp_path / "model"
-    shutil.copytree(tiny_bert_dir, model_dir)
-    data = str(fixtures_dir / "tiny_squad.json")
-    config = {"model": {"name_or_path": str(tiny_bert_dir)}, "data": {"train_file": data, "validation_file": data},
-              "training": {"output_dir": str(model_dir)}, "gate": {"exact_match": 0, "f1": 0}}
-    (model_dir / TRAIN_CONFIG_FILE).write_text(yaml.safe_dump(config))
-    (model_dir / HELDOUT_FILE).write_text(json.dumps({"titles": ["Lighthouses", "Bakery", "Café", "Rivers"]}))
+    model_dir = holding_out(tiny_bert_dir, tmp_path / "model", fixtures_dir / "tiny_squad.json",
+                            ["Lighthouses", "Bakery", "Café", "Rivers"])
     # A SQuAD 2.0-style file: the fixture plus one unanswerable question per article.
     raw = json.loads((fixtures_dir / "tiny_squad.json").read_text())
     v2 = copy.deepcopy(raw)

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 
 import numpy as np
 import pytest
-import yaml
+from helpers import holding_out
 
-from qa.model_dir import HELDOUT_FILE, ROBUSTNESS_FILE, TRAIN_CONFIG_FILE
+from qa.model_dir import HELDOUT_FILE, ROBUSTNESS_FILE
 from train.robustness import main, margin_auc, robustness
 
 HELDOUT_TITLES = ["Lighthouses", "Bakery", "Café", "Rivers"]
 
 
 def _model_dir_holding_out(tiny_bert_dir, model_dir, raw) -> None:
-    shutil.copytree(tiny_bert_dir, model_dir)
-    train_file = str(model_dir / "train.json")
-    (model_dir / "train.json").write_text(json.dumps(raw))
-    config = {"model": {"name_or_path": str(tiny_bert_dir)},
-              "data": {"train_file": train_file, "validation_file": train_file},
-              "training": {"output_dir": str(model_dir)}, "gate": {"exact_match": 0, "f1": 0}}
-    (model_dir / TRAIN_CONFIG_FILE).write_text(yaml.safe_dump(config))
-    (model_dir / HELDOUT_FILE).write_text(json.dumps({"titles": HELDOUT_TITLES}))
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    train_file = model_dir.parent / "train.json"
+    train_file.write_text(json.dumps(raw))
+    holding_out(tiny_bert_dir, model_dir, train_file, HELDOUT_TITLES)
 
 
 @pytest.fixture()
@@ -41,7 +36,7 @@ def heldout_model_dir(tiny_bert_dir, tmp_path, fixtures_dir):
 
 
 def _heldout_questions(model_dir) -> int:
-    raw = json.loads((model_dir / "train.json").read_text())
+    raw = json.loads((model_dir.parent / "train.json").read_text())
     return sum(len(p["qas"]) for a in raw["data"] if a["title"] in HELDOUT_TITLES for p in a["paragraphs"])
 
 
